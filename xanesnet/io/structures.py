@@ -1,0 +1,203 @@
+"""Read molecular structures and resolve the absorbing atom.
+
+Three kinds of file are read, told apart by their content:
+
+* XANESNET-style xyz: line 1 the atom count, line 2 a name, then ``Z x y z``
+  rows with the atomic number in column 1 (``ase.io`` cannot read these);
+* xyz with element symbols, including tmQM's comment line
+  ``CSD_code = X | q = 1 | S = 0 | ...`` (charge ``q`` and spin ``S`` are kept);
+* anything else ``ase.io.read`` reads (imported only for those files).
+
+Positions are in Angstrom.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from ase.data import atomic_numbers, chemical_symbols
+
+from xanesnet.errors import XanesnetError
+
+#: First-row transition metals, the absorbers xanesnet knows (Ti-Zn).
+FIRST_ROW_TM: tuple[str, ...] = ("Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn")
+FIRST_ROW_TM_Z: tuple[int, ...] = tuple(atomic_numbers[s] for s in FIRST_ROW_TM)
+
+_XYZ_SUFFIXES = (".xyz",)
+_COMMENT_FIELD = re.compile(r"\b(q|S)\s*=\s*([-+]?\d+(?:\.\d*)?)")
+
+
+@dataclass(frozen=True)
+class Structure:
+    """A molecule: atomic numbers, positions (Angstrom), and what the file said of it."""
+
+    name: str
+    numbers: np.ndarray
+    positions: np.ndarray
+    charge: float | None = None
+    spin: float | None = None
+    source: str | None = None
+    info: dict = field(default_factory=dict, compare=False)
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+    @property
+    def symbols(self) -> list[str]:
+        return [chemical_symbols[z] for z in self.numbers]
+
+
+def read_structure(path: str | os.PathLike) -> Structure:
+    """Read one structure from ``path``; raise :class:`XanesnetError` naming the file on bad input."""
+    path = Path(path)
+    if not path.is_file():
+        raise XanesnetError("no such file" if not path.exists() else "not a file", path=path)
+    if path.suffix.lower() in _XYZ_SUFFIXES:
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError:
+            raise XanesnetError("not a text file", path=path) from None
+        return parse_xyz(text, name=path.stem, source=str(path))
+    return _read_with_ase(path)
+
+
+def parse_xyz(text: str, *, name: str, source: str | None = None) -> Structure:
+    """Parse xyz text with either atomic numbers or element symbols in column 1."""
+    where = source if source is not None else name
+    lines = text.splitlines()
+    if not lines or not text.strip():
+        raise XanesnetError("empty file", path=where)
+    try:
+        n_atoms = int(lines[0].split()[0])
+    except (ValueError, IndexError):
+        raise XanesnetError(f"line 1 should be the atom count, found {lines[0].strip()[:40]!r}", path=where) from None
+    if n_atoms < 1:
+        raise XanesnetError(f"atom count is {n_atoms}", path=where)
+    rows = [(k + 3, ln) for k, ln in enumerate(lines[2:]) if ln.strip()]
+    if len(rows) != n_atoms:
+        raise XanesnetError(f"line 1 says {n_atoms} atoms but {len(rows)} coordinate rows follow", path=where)
+    comment = lines[1] if len(lines) > 1 else ""
+    numbers = np.empty(n_atoms, dtype=np.int64)
+    positions = np.empty((n_atoms, 3), dtype=np.float64)
+    for i, (lineno, row) in enumerate(rows):
+        parts = row.split()
+        if len(parts) < 4:
+            raise XanesnetError(f"atom {i + 1}: expected 'element x y z', found {row.strip()[:60]!r}", path=where, line=lineno)
+        numbers[i] = _element_number(parts[0], where, i)
+        try:
+            positions[i] = (float(parts[1]), float(parts[2]), float(parts[3]))
+        except ValueError:
+            raise XanesnetError(f"atom {i + 1}: non-numeric coordinate in {row.strip()[:60]!r}", path=where, line=lineno) from None
+    if not np.all(np.isfinite(positions)):
+        bad = int(np.argwhere(~np.isfinite(positions))[0, 0])
+        raise XanesnetError(f"atom {bad + 1}: coordinate is NaN or infinite", path=where)
+    fields = dict(_COMMENT_FIELD.findall(comment))
+    charge = float(fields["q"]) if "q" in fields else None
+    spin = float(fields["S"]) if "S" in fields else None
+    return Structure(name=name, numbers=numbers, positions=positions, charge=charge, spin=spin,
+                     source=source, info={"comment": comment.strip()})
+
+
+def _element_number(token: str, where: str, index: int) -> int:
+    if token.lstrip("+-").isdigit():
+        z = int(token)
+        if not 1 <= z < len(chemical_symbols):
+            raise XanesnetError(f"atom {index + 1}: unknown atomic number {token}", path=where)
+        return z
+    symbol = token.capitalize()
+    z = atomic_numbers.get(symbol)
+    if z is None or z == 0:
+        raise XanesnetError(f"atom {index + 1}: unknown element {token!r}", path=where)
+    return z
+
+
+def _read_with_ase(path: Path) -> Structure:
+    import ase.io  # slow to import; only for formats we do not parse ourselves
+
+    try:
+        atoms = ase.io.read(path)
+    except Exception as exc:  # ase raises many types for unreadable files
+        raise XanesnetError(f"cannot read structure ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'unknown format'})", path=path) from None
+    if isinstance(atoms, list):
+        atoms = atoms[-1]
+    if len(atoms) == 0:
+        raise XanesnetError("no atoms in file", path=path)
+    positions = np.asarray(atoms.get_positions(), dtype=np.float64)
+    if not np.all(np.isfinite(positions)):
+        raise XanesnetError("coordinate is NaN or infinite", path=path)
+    info = dict(atoms.info)
+    charge = info.get("charge", info.get("q"))
+    spin = info.get("spin", info.get("S"))
+    return Structure(name=path.stem, numbers=np.asarray(atoms.numbers, dtype=np.int64), positions=positions,
+                     charge=None if charge is None else float(charge), spin=None if spin is None else float(spin),
+                     source=str(path))
+
+
+def resolve_absorber(structure: Structure, absorber: int | str | None = None) -> int:
+    """Index (0-based) of the absorbing atom.
+
+    Parameters
+    ----------
+    structure
+        The molecule.
+    absorber
+        An atom index (0-based; an ``int`` or a string of digits), an element
+        symbol that occurs exactly once, or ``None`` for the single first-row
+        transition metal (Ti-Zn) in the molecule.
+    """
+    where = structure.source or structure.name
+    if isinstance(absorber, str) and absorber.strip().lstrip("-").isdigit():
+        absorber = int(absorber)
+    if isinstance(absorber, (int, np.integer)):
+        index = int(absorber)
+        if not -len(structure) <= index < len(structure):
+            raise XanesnetError(f"absorber index {index} is out of range for {len(structure)} atoms", path=where)
+        return index % len(structure)
+    if absorber is None:
+        hits = np.flatnonzero(np.isin(structure.numbers, FIRST_ROW_TM_Z))
+        if len(hits) == 0:
+            raise XanesnetError("no first-row transition metal (Ti-Zn) to use as absorber; pass --absorber", path=where)
+        if len(hits) > 1:
+            found = ", ".join(f"{chemical_symbols[structure.numbers[i]]} (atom {i})" for i in hits)
+            raise XanesnetError(f"ambiguous absorber: {len(hits)} first-row transition metals ({found}); pass --absorber INDEX", path=where)
+        return int(hits[0])
+    symbol = str(absorber).strip().capitalize()
+    if symbol not in atomic_numbers:
+        raise XanesnetError(f"absorber {absorber!r} is neither an atom index nor an element symbol", path=where)
+    hits = np.flatnonzero(structure.numbers == atomic_numbers[symbol])
+    if len(hits) == 0:
+        raise XanesnetError(f"absorber element {symbol} does not occur in the structure", path=where)
+    if len(hits) > 1:
+        raise XanesnetError(f"ambiguous absorber: {symbol} occurs {len(hits)} times (atoms {', '.join(map(str, hits[:8]))}); pass --absorber INDEX", path=where)
+    return int(hits[0])
+
+
+def check_overlaps(structure: Structure, *, min_distance: float = 0.5) -> None:
+    """Raise when two atoms are closer than ``min_distance`` (Angstrom): a broken geometry."""
+    pos = structure.positions
+    d = np.sqrt(((pos[:, None, :] - pos[None, :, :]) ** 2).sum(-1))
+    np.fill_diagonal(d, np.inf)
+    i, j = np.unravel_index(int(np.argmin(d)), d.shape)
+    if d[i, j] < min_distance:
+        raise XanesnetError(f"atoms {min(i, j)} and {max(i, j)} are {d[i, j]:.3f} A apart (closer than {min_distance} A): overlapping atoms",
+                            path=structure.source or structure.name)
+
+
+def find_structure_files(paths: list[str | os.PathLike]) -> list[Path]:
+    """Expand files and directories into a sorted list of structure files.
+
+    Directories contribute their ``*.xyz`` files; a missing path is an error.
+    """
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found.extend(sorted(q for q in p.iterdir() if q.suffix.lower() in _XYZ_SUFFIXES and q.is_file()))
+        elif p.exists():
+            found.append(p)
+        else:
+            raise XanesnetError("no such file or directory", path=p)
+    return found
