@@ -29,6 +29,8 @@ FIRST_ROW_TM_Z: tuple[int, ...] = tuple(atomic_numbers[s] for s in FIRST_ROW_TM)
 
 _XYZ_SUFFIXES = (".xyz",)
 _COMMENT_FIELD = re.compile(r"\b(q|S)\s*=\s*([-+]?\d+(?:\.\d*)?)")
+_NAME_CHARGE = re.compile(r"\((\d*)([+-])\)(?:_\w*)?\s*$")
+_SYMBOL_TO_Z = {**{s: z for z, s in enumerate(chemical_symbols) if z}, **{s.upper(): z for z, s in enumerate(chemical_symbols) if z}}
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,41 @@ def parse_xyz(text: str, *, name: str, source: str | None = None) -> Structure:
     if len(rows) != n_atoms:
         raise XanesnetError(f"line 1 says {n_atoms} atoms but {len(rows)} coordinate rows follow", path=where)
     comment = lines[1] if len(lines) > 1 else ""
+    parsed = _parse_rows_fast(lines[2:], n_atoms)
+    numbers, positions = parsed if parsed is not None else _parse_rows(rows, where)
+    if not np.all(np.isfinite(positions)):
+        bad = int(np.argwhere(~np.isfinite(positions))[0, 0])
+        raise XanesnetError(f"atom {bad + 1}: coordinate is NaN or infinite", path=where)
+    fields = dict(_COMMENT_FIELD.findall(comment))
+    charge = float(fields["q"]) if "q" in fields else _charge_from_name(comment)
+    spin = float(fields["S"]) if "S" in fields else None
+    return Structure(name=name, numbers=numbers, positions=positions, charge=charge, spin=spin,
+                     source=source, info={"comment": comment.strip()})
+
+
+def _parse_rows_fast(body: list[str], n_atoms: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Whole-table parse for well-formed files; ``None`` sends the caller to the row-by-row parser."""
+    tokens = " ".join(body).split()
+    if len(tokens) != 4 * n_atoms:
+        return None
+    first = tokens[0::4]
+    del tokens[0::4]
+    try:
+        positions = np.array(list(map(float, tokens))).reshape(n_atoms, 3)
+        if first[0].isdigit():
+            numbers = np.array(list(map(int, first)), dtype=np.int64)
+        else:
+            numbers = np.array([_SYMBOL_TO_Z[t] for t in first], dtype=np.int64)
+    except (ValueError, KeyError):
+        return None
+    if numbers.min() < 1 or numbers.max() >= len(chemical_symbols):
+        return None
+    return numbers, positions
+
+
+def _parse_rows(rows: list[tuple[int, str]], where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Row-by-row parse that names the first bad row."""
+    n_atoms = len(rows)
     numbers = np.empty(n_atoms, dtype=np.int64)
     positions = np.empty((n_atoms, 3), dtype=np.float64)
     for i, (lineno, row) in enumerate(rows):
@@ -92,14 +129,15 @@ def parse_xyz(text: str, *, name: str, source: str | None = None) -> Structure:
             positions[i] = (float(parts[1]), float(parts[2]), float(parts[3]))
         except ValueError:
             raise XanesnetError(f"atom {i + 1}: non-numeric coordinate in {row.strip()[:60]!r}", path=where, line=lineno) from None
-    if not np.all(np.isfinite(positions)):
-        bad = int(np.argwhere(~np.isfinite(positions))[0, 0])
-        raise XanesnetError(f"atom {bad + 1}: coordinate is NaN or infinite", path=where)
-    fields = dict(_COMMENT_FIELD.findall(comment))
-    charge = float(fields["q"]) if "q" in fields else None
-    spin = float(fields["S"]) if "S" in fields else None
-    return Structure(name=name, numbers=numbers, positions=positions, charge=charge, spin=spin,
-                     source=source, info={"comment": comment.strip()})
+    return numbers, positions
+
+
+def _charge_from_name(comment: str) -> float | None:
+    """Charge written as ``(1+)`` / ``(2-)`` at the end of a CSD-style name, as in XANESNET data sets."""
+    match = _NAME_CHARGE.search(comment)
+    if match is None:
+        return None
+    return float(match.group(1) or 1) * (1 if match.group(2) == "+" else -1)
 
 
 def _element_number(token: str, where: str, index: int) -> int:

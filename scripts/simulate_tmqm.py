@@ -1,0 +1,102 @@
+"""Simulate FEFF10 XANES and XES for tmQM complexes not yet in the reference set feff_3d.
+
+Extracts ``tmqm_3d.tar.gz`` into a scratch directory (once), leaves out every
+complex already in ``feff_3d`` (computed or listed as failed), orders the rest
+round-robin over the nine metals (each metal's list shuffled with ``--seed``)
+and runs :func:`xanesnet.simulate.simulate`. Rerunning the same command
+continues where the last run stopped.
+
+Example (one worker, in the background)::
+
+    nohup python scripts/simulate_tmqm.py --out /work/scratch/feff_extra.h5 \
+        > /work/scratch/sim.log 2>&1 &
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import tarfile
+from pathlib import Path
+
+import numpy as np
+
+from xanesnet.io.structures import FIRST_ROW_TM
+from xanesnet.simulate import simulate
+
+DATA = Path("/work/shared/data")
+logger = logging.getLogger("simulate_tmqm")
+
+
+def extract(archive: Path, scratch: Path) -> Path:
+    """Extract ``archive`` so that ``scratch/tmqm_3d`` exists; atomic via a temporary directory."""
+    target = scratch / "tmqm_3d"
+    if (target / "index.tsv").is_file():
+        return target
+    tmp = scratch / ".tmqm_3d.extracting"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    logger.info("extracting %s into %s", archive, target)
+    with tarfile.open(archive) as tar:
+        tar.extractall(tmp, filter="data")
+    os.replace(tmp / "tmqm_3d", target)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def already_simulated(feff_dir: Path) -> set[str]:
+    """CSD codes in ``feff_3d``: computed (``index.tsv``) or known to crash FEFF (``failed.txt``)."""
+    codes = set()
+    lines = (feff_dir / "index.tsv").read_text().splitlines()[1:]
+    codes.update(line.split("\t")[0] for line in lines if line.strip())
+    failed = feff_dir / "failed.txt"
+    if failed.is_file():
+        codes.update(line.split()[0] for line in failed.read_text().splitlines() if line.strip())
+    return codes
+
+
+def round_robin(tmqm: Path, exclude: set[str], seed: int) -> list[Path]:
+    """Files per metal, each list shuffled with ``seed``, interleaved metal by metal."""
+    rng = np.random.default_rng(seed)
+    per_metal = []
+    for metal in FIRST_ROW_TM:
+        files = sorted(p for p in (tmqm / metal).glob("*.xyz") if p.stem not in exclude)
+        per_metal.append([files[i] for i in rng.permutation(len(files))])
+    order = []
+    for k in range(max(map(len, per_metal))):
+        order.extend(files[k] for files in per_metal if k < len(files))
+    return order
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--archive", type=Path, default=DATA / "tmqm_3d.tar.gz")
+    parser.add_argument("--feff-dir", type=Path, default=DATA / "feff_3d", help="reference set to leave out")
+    parser.add_argument("--scratch", type=Path, default=Path("/work/scratch"), help="where tmqm_3d/ is extracted")
+    parser.add_argument("--out", type=Path, default=Path("/work/scratch/feff_extra.h5"))
+    parser.add_argument("--spectrum", default="both", choices=["xanes", "xes", "both"])
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit", type=int, default=None, help="only the first N complexes of the order")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per FEFF stage")
+    parser.add_argument("--nice", type=int, default=10, help="lower this process's CPU priority by N")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    if args.nice:
+        os.nice(args.nice)
+    if Path("/work/main") in args.scratch.resolve().parents or args.scratch.resolve() == Path("/work/main"):
+        parser.error("--scratch must be outside the repository")
+    tmqm = extract(args.archive, args.scratch)
+    order = round_robin(tmqm, already_simulated(args.feff_dir), args.seed)
+    if args.limit is not None:
+        order = order[: args.limit]
+    logger.info("%d complexes in the order (seed %d) -> %s", len(order), args.seed, args.out)
+    summary = simulate(order, args.out, spectrum=args.spectrum, workers=args.workers, timeout=args.timeout)
+    logger.info("%s", summary)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,253 @@
+"""``xanesnet`` command line: a thin front end over :mod:`xanesnet.pipeline`.
+
+Only this module prints. Bad input ends with one line on stderr and exit code
+2 (``--debug`` shows the traceback); heavy libraries load only for the
+subcommand that needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from xanesnet import __version__
+from xanesnet.errors import XanesnetError
+
+EXIT_BAD_INPUT = 2
+MODELS_DIR = Path(os.environ.get("XANESNET_MODELS", Path(__file__).resolve().parents[1] / "models"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s: %(message)s", stream=sys.stderr)
+    try:
+        return args.func(args) or 0
+    except XanesnetError as exc:
+        if args.debug:
+            raise
+        print(f"xanesnet {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("xanesnet: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xanesnet", description="X-ray spectra of transition-metal complexes from geometry.")
+    parser.add_argument("--version", action="version", version=f"xanesnet {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    common.add_argument("-v", "--verbose", action="store_true", help="log progress messages")
+    common.add_argument("--no-progress", action="store_true", help="no progress bars")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("featurize", parents=[common], help="descriptor vectors of structures, to .npz")
+    p.add_argument("paths", nargs="+", help="structure files or directories of .xyz files")
+    _descriptor_args(p)
+    p.add_argument("--absorber", help="absorbing atom: 0-based index or element symbol (default: the one Ti-Zn metal)")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable structures and report them")
+    p.add_argument("--out", required=True, help="output .npz (arrays ids, x, feature_names, settings)")
+    p.set_defaults(func=cmd_featurize)
+
+    p = sub.add_parser("train", parents=[common], help="train a model on structures + spectra or prebuilt features")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--xyz", help="directory of structure files (paired with spectra by file name)")
+    src.add_argument("--features", help=".npz with arrays x, y (and optional energy, ids)")
+    p.add_argument("--spectra", help="directory of spectra (with --xyz)")
+    p.add_argument("--out", required=True, help="model directory to write")
+    p.add_argument("--config", help="JSON config (sections descriptor, model, training, spectra, seed)")
+    p.add_argument("--preset", help="descriptor preset (default: 'default'; 'xanesnet', 'xanesnet-2021' reproduce the published tools)")
+    p.add_argument("--seed", type=int, help="one seed for everything (drawn and saved if not given)")
+    p.add_argument("--ensemble", type=int, help="number of ensemble members")
+    p.add_argument("--bootstrap", action="store_true", help="bootstrap-resample each member's training set")
+    p.add_argument("--epochs", type=int, help="maximum epochs")
+    p.add_argument("--holdout", type=float, default=0.0, help="hold out this share by name hash and report metrics on it")
+    p.add_argument("--absorber", help="absorbing atom: 0-based index or element symbol")
+    p.add_argument("--format", dest="spectrum_format", help="spectrum file format (default: detect)")
+    p.add_argument("--cache", help="feature cache file (default: $XANESNET_CACHE or ~/.cache/xanesnet/features.h5)")
+    p.add_argument("--no-cache", action="store_true", help="do not cache features")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable structures and report them")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("predict", parents=[common], help="predict spectra of structures")
+    p.add_argument("paths", nargs="+", help="structure files or directories of .xyz files")
+    p.add_argument("--model", help="model directory (default: the shipped model for the absorber's element)")
+    p.add_argument("--spectrum", default="xanes", choices=["xanes", "xes"], help="which spectrum (selects the shipped model)")
+    p.add_argument("--absorber", help="absorbing atom: 0-based index or element symbol")
+    p.add_argument("--out", default=".", help="directory for NAME.txt files (energy, intensity, std)")
+    p.add_argument("--json", help="also write all predictions to this JSON file")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable structures and report them")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("evaluate", parents=[common], help="accuracy of a model on structures + reference spectra")
+    p.add_argument("--model", required=True)
+    p.add_argument("--xyz", required=True)
+    p.add_argument("--spectra", required=True)
+    p.add_argument("--heldout", action="store_true", help="only the model's held-out molecules")
+    p.add_argument("--absorber")
+    p.add_argument("--format", dest="spectrum_format")
+    p.add_argument("--json", help="write the metrics to this JSON file")
+    p.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+def _descriptor_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--preset", default=None, help="descriptor preset name")
+    g.add_argument("--config", help="JSON file with descriptor settings (or a full training config)")
+
+
+def _descriptor_settings(args: argparse.Namespace) -> dict:
+    from xanesnet.config import load_config
+    from xanesnet.descriptors import preset
+
+    if getattr(args, "config", None):
+        raw = json.loads(Path(args.config).read_text()) if Path(args.config).is_file() else None
+        if raw is not None and "kind" in raw:
+            from xanesnet.descriptors import descriptor_from_dict
+
+            return descriptor_from_dict(raw).to_dict()
+        return load_config(args.config).descriptor
+    return preset(args.preset or "default").to_dict()
+
+
+def cmd_featurize(args: argparse.Namespace) -> int:
+    from xanesnet.pipeline import featurize_to_npz
+
+    feats = featurize_to_npz(args.paths, _descriptor_settings(args), args.out, absorber=args.absorber,
+                             skip_bad=args.skip_bad, progress=not args.no_progress)
+    _report_skipped(feats.skipped)
+    print(f"wrote {len(feats.ids)} x {feats.x.shape[1]} features to {args.out}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from xanesnet.config import Config, load_config
+    from xanesnet.descriptors import preset
+    from xanesnet.pipeline import build_training_set, load_feature_file, train_model
+
+    config = load_config(args.config) if args.config else Config()
+    if args.preset:
+        config.descriptor = preset(args.preset).to_dict()
+    if args.seed is not None:
+        config.seed = args.seed
+    for flag, name in ((args.ensemble, "ensemble"), (args.epochs, "epochs")):
+        if flag is not None:
+            setattr(config.training, name, flag)
+    if args.bootstrap:
+        config.training.bootstrap = True
+    config.training.__post_init__()
+    if args.features:
+        data = load_feature_file(args.features)
+        config.descriptor = {}
+    else:
+        if not args.spectra:
+            raise XanesnetError("--xyz needs --spectra DIR")
+        from xanesnet.data.dataset import default_cache_path
+
+        cache = None if args.no_cache else (args.cache or default_cache_path())
+        data = build_training_set(args.xyz, args.spectra, config, absorber=args.absorber, spectrum_format=args.spectrum_format,
+                                  cache=cache, skip_bad=args.skip_bad, progress=not args.no_progress)
+        if data.pairing and (data.pairing.structures_only or data.pairing.spectra_only):
+            print(data.pairing.report(), file=sys.stderr)
+        _report_skipped(data.skipped)
+    saved = train_model(data, config, args.out, holdout=args.holdout, absorber=args.absorber, progress=not args.no_progress)
+    print(f"trained on {saved['n_train']} spectra ({len(data.energy)} points) in {saved['training_seconds']:.1f} s, "
+          f"seed {saved['seed']}; saved to {args.out}")
+    if "holdout_metrics" in saved:
+        m = saved["holdout_metrics"]
+        print(f"held-out ({m['n']}): MSE {m['mse']:.3g}, RSE {m['rse']:.3g}, "
+              f"main peak {m['peak_position_error_ev_mean']:.2f} eV / {m['peak_intensity_error_pct_mean']:.1f}% (mean)")
+    return 0
+
+
+def default_model(element: str, spectrum: str) -> Path:
+    """The shipped model for an absorber element and spectrum kind (FDMNES-trained first, then FEFF-trained)."""
+    for name in (f"{element.lower()}-k-{spectrum}", f"{element.lower()}-k-{spectrum}-feff"):
+        if (MODELS_DIR / name / "config.json").is_file():
+            return MODELS_DIR / name
+    raise XanesnetError(f"no shipped {spectrum.upper()} model for {element}; pass --model DIR", path=MODELS_DIR)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from xanesnet.io.structures import find_structure_files
+    from xanesnet.predict import Predictor, write_spectra
+
+    files = find_structure_files(args.paths)
+    if not files:
+        raise XanesnetError("no structure files found in " + ", ".join(args.paths))
+    groups = {Path(args.model): files} if args.model else _files_by_model(files, args)
+    predictions, skipped = [], []
+    for model, group in groups.items():
+        predictor = Predictor.from_bundle(model)
+        pred, skip = predictor.predict_files(group, absorber=args.absorber, skip_bad=args.skip_bad,
+                                             progress=not args.no_progress and len(group) > 50)
+        predictions.append((model, pred))
+        skipped += skip
+    _report_skipped(skipped)
+    if args.json:
+        from xanesnet.pipeline import write_json
+
+        write_json(args.json, {i: {"model": str(model), "energy": pred.energy.tolist(), "intensity": pred.mean[k].tolist(),
+                                   "std": pred.std[k].tolist()}
+                               for model, pred in predictions for k, i in enumerate(pred.ids)})
+    n_written = sum(len(write_spectra(pred, args.out)) for _, pred in predictions)
+    if n_written == 1:
+        from xanesnet.analysis.metrics import edge_energy, main_peak
+
+        model, pred = predictions[0]
+        e_peak, i_peak = main_peak(pred.energy, pred.mean)
+        print(f"{pred.ids[0]}: edge {edge_energy(pred.energy, pred.mean)[0]:.2f} eV, "
+              f"main peak {e_peak[0]:.2f} eV (intensity {i_peak[0]:.3f}); model {model.name}")
+    print(f"wrote {n_written} spectra to {args.out}")
+    return 0
+
+
+def _files_by_model(files: list[Path], args: argparse.Namespace) -> dict[Path, list[Path]]:
+    """Group files by the shipped model for their absorber's element (a bad file fails here unless --skip-bad)."""
+    from ase.data import chemical_symbols
+
+    from xanesnet.io.structures import read_structure, resolve_absorber
+
+    groups: dict[Path, list[Path]] = {}
+    for f in files:
+        try:
+            s = read_structure(f)
+            element = chemical_symbols[s.numbers[resolve_absorber(s, args.absorber)]]
+        except XanesnetError:
+            if not args.skip_bad:
+                raise
+            groups.setdefault(default_model("Fe", args.spectrum), []).append(f)  # reported as skipped there
+            continue
+        groups.setdefault(default_model(element, args.spectrum), []).append(f)
+    return groups
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from xanesnet.pipeline import evaluate_model, write_json
+
+    metrics, _, _ = evaluate_model(args.model, args.xyz, args.spectra, heldout_only=args.heldout, absorber=args.absorber,
+                                   spectrum_format=args.spectrum_format, progress=not args.no_progress)
+    if args.json:
+        write_json(args.json, metrics)
+    width = max(map(len, metrics))
+    for k, v in metrics.items():
+        print(f"{k:<{width}}  {v:.6g}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+    return 0
+
+
+def _report_skipped(skipped: list[tuple[str, str]]) -> None:
+    if skipped:
+        print(f"skipped {len(skipped)} structure(s):", file=sys.stderr)
+        for _, reason in skipped:
+            print(f"  {reason}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,250 @@
+"""Assemble training data: pair structures with spectra, featurise with a cache, stack spectra.
+
+Structures and spectra are paired by file stem; every unmatched file is
+reported by name. Features are cached in HDF5 keyed by the descriptor's
+settings hash, the absorber choice and the SHA-1 of each file's bytes, so a
+changed setting or edited file can never reuse stale features.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from xanesnet.descriptors.base import Descriptor
+from xanesnet.errors import XanesnetError
+from xanesnet.io.spectra import Spectrum, read_spectrum
+from xanesnet.io.structures import Structure, parse_xyz, read_structure, resolve_absorber
+
+logger = logging.getLogger(__name__)
+
+SPECTRUM_SUFFIXES = (".txt", ".dat", ".csv", ".xmu", ".out")
+
+
+@dataclass
+class Pairing:
+    """Files paired by stem, and those left over on either side."""
+
+    stems: list[str]
+    structures: list[Path]
+    spectra: list[Path]
+    structures_only: list[Path] = field(default_factory=list)
+    spectra_only: list[Path] = field(default_factory=list)
+
+    def report(self) -> str:
+        """One line per kind of leftover, naming up to ten files."""
+        lines = []
+        for label, files in (("structures without a spectrum", self.structures_only),
+                             ("spectra without a structure", self.spectra_only)):
+            if files:
+                names = ", ".join(p.name for p in files[:10]) + (", ..." if len(files) > 10 else "")
+                lines.append(f"{len(files)} {label}: {names}")
+        return "\n".join(lines)
+
+
+def list_files(directory: str | os.PathLike, suffixes: Sequence[str]) -> list[Path]:
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise XanesnetError("no such directory", path=directory)
+    return sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
+
+
+def pair_by_stem(structure_files: Sequence[Path], spectrum_files: Sequence[Path]) -> Pairing:
+    """Match structures and spectra by file stem (the name without its suffix)."""
+    by_stem = {}
+    for p in spectrum_files:
+        if p.stem in by_stem:
+            raise XanesnetError(f"two spectra share the name {p.stem!r} ({by_stem[p.stem].name}, {p.name})", path=p.parent)
+        by_stem[p.stem] = p
+    seen: dict[str, Path] = {}
+    for p in structure_files:
+        if p.stem in seen:
+            raise XanesnetError(f"two structures share the name {p.stem!r} ({seen[p.stem].name}, {p.name})", path=p.parent)
+        seen[p.stem] = p
+    stems = sorted(set(seen) & set(by_stem))
+    pairing = Pairing(stems=stems, structures=[seen[s] for s in stems], spectra=[by_stem[s] for s in stems],
+                      structures_only=sorted(p for s, p in seen.items() if s not in by_stem),
+                      spectra_only=sorted(p for s, p in by_stem.items() if s not in seen))
+    if not stems:
+        raise XanesnetError(f"no structure and spectrum share a file name ({len(structure_files)} structures, {len(spectrum_files)} spectra)")
+    return pairing
+
+
+@dataclass
+class FeatureSet:
+    ids: list[str]
+    x: np.ndarray
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    structures: list[Structure] | None = None
+
+
+def featurize_files(paths: Sequence[str | os.PathLike], descriptor: Descriptor, *, absorber: int | str | None = None,
+                    cache: str | os.PathLike | None = None, skip_bad: bool = False, progress: bool = False,
+                    keep_structures: bool = False) -> FeatureSet:
+    """Descriptor vectors of many structure files, in the given order.
+
+    Parameters
+    ----------
+    paths
+        Structure files.
+    descriptor
+        The descriptor to apply.
+    absorber
+        Passed to :func:`resolve_absorber` for every file.
+    cache
+        HDF5 feature cache (created if missing); ``None`` disables caching.
+    skip_bad
+        Skip files that cannot be read or featurised (they are returned in
+        ``skipped`` with the reason) instead of raising on the first one.
+    keep_structures
+        Also return the parsed structures (they are then parsed even when cached).
+    """
+    from tqdm.auto import tqdm
+
+    key = f"{descriptor.settings_hash()}/absorber={absorber if absorber is not None else 'auto'}"
+    store = FeatureCache(cache) if cache is not None else None
+    ids: list[str] = []
+    rows: list[np.ndarray] = []
+    structures: list[Structure] = []
+    skipped: list[tuple[str, str]] = []
+    new: dict[str, np.ndarray] = {}
+    cached = store.load(key) if store is not None else {}
+    for p in tqdm([Path(p) for p in paths], desc="featurize", unit="mol", disable=not progress, leave=False):
+        try:
+            raw = _read_bytes(p)
+            digest = hashlib.sha1(raw).hexdigest() if store is not None else None
+            vec = cached.get(digest) if digest is not None else None
+            structure = None
+            if vec is None or keep_structures:
+                structure = _parse(p, raw)
+            if vec is None:
+                vec = descriptor.create(structure, resolve_absorber(structure, absorber))
+                if digest is not None:
+                    new[digest] = vec
+        except XanesnetError as exc:
+            if not skip_bad:
+                raise
+            skipped.append((str(p), str(exc)))
+            continue
+        ids.append(p.stem)
+        rows.append(vec)
+        if keep_structures:
+            structures.append(structure)
+    if store is not None and new:
+        store.save(key, new)
+    if skipped:
+        logger.warning("skipped %d of %d structures", len(skipped), len(paths))
+    x = np.vstack(rows) if rows else np.empty((0, descriptor.n_features))
+    return FeatureSet(ids=ids, x=x, skipped=skipped, structures=structures if keep_structures else None)
+
+
+def _read_bytes(path: Path) -> bytes:
+    if not path.is_file():
+        raise XanesnetError("no such file" if not path.exists() else "not a file", path=path)
+    return path.read_bytes()
+
+
+def _parse(path: Path, raw: bytes) -> Structure:
+    """Parse xyz from the bytes already read; other formats through :func:`read_structure`."""
+    if path.suffix.lower() != ".xyz":
+        return read_structure(path)
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        raise XanesnetError("not a text file", path=path) from None
+    return parse_xyz(text, name=path.stem, source=str(path))
+
+
+class FeatureCache:
+    """Feature vectors in one HDF5 file: ``/<settings hash>/absorber=<spec>/<sha1 of file>``.
+
+    The cache is disposable: an unreadable file is set aside and rebuilt.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def load(self, key: str) -> dict[str, np.ndarray]:
+        import h5py
+
+        if not self.path.exists():
+            return {}
+        try:
+            with h5py.File(self.path, "r") as f:
+                if key not in f:
+                    return {}
+                group = f[key]
+                return {name: group[name][()] for name in group}
+        except (OSError, KeyError) as exc:
+            logger.warning("feature cache %s is unreadable (%s); rebuilding it", self.path, exc)
+            self.path.replace(self.path.with_suffix(self.path.suffix + ".broken"))
+            return {}
+
+    def save(self, key: str, vectors: dict[str, np.ndarray]) -> None:
+        import h5py
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with h5py.File(self.path, "a") as f:
+            group = f.require_group(key)
+            for digest, vec in vectors.items():
+                if digest not in group:
+                    group.create_dataset(digest, data=vec)
+
+
+def default_cache_path() -> Path:
+    """``$XANESNET_CACHE`` or ``~/.cache/xanesnet``, file ``features.h5``."""
+    root = os.environ.get("XANESNET_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "xanesnet")
+    return Path(root) / "features.h5"
+
+
+def load_spectra(paths: Sequence[str | os.PathLike], *, fmt: str | None = None,
+                 process: Callable[[Spectrum], Spectrum] | None = None,
+                 progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Energy grid and stacked intensities (n, points) of spectra that share one grid.
+
+    ``process`` (e.g. broadening and resampling) is applied to each spectrum
+    first; without it, every file must already be on the first file's grid.
+    """
+    from tqdm.auto import tqdm
+
+    energy = None
+    rows = []
+    for p in tqdm(list(paths), desc="spectra", unit="file", disable=not progress, leave=False):
+        spec = read_spectrum(p, fmt=fmt)
+        if process is not None:
+            spec = process(spec)
+        if energy is None:
+            energy = spec.energy
+        elif len(spec.energy) != len(energy) or not np.allclose(spec.energy, energy, rtol=0, atol=1e-6 * max(1.0, float(np.abs(energy).max()))):
+            raise XanesnetError(
+                f"energy grid differs from the first spectrum's ({len(spec.energy)} points {spec.energy[0]:g}-{spec.energy[-1]:g} eV "
+                f"vs {len(energy)} points {energy[0]:g}-{energy[-1]:g} eV); resample onto a common grid (--grid)", path=p)
+        rows.append(spec.intensity)
+    if energy is None:
+        raise XanesnetError("no spectra to read")
+    return np.asarray(energy, float), np.vstack(rows)
+
+
+def heldout_mask(ids: Sequence[str], fraction: float = 0.1) -> np.ndarray:
+    """The fixed held-out split: a name is held out when SHA-256(name) mod 1000 < 1000 * fraction.
+
+    It depends on the name alone, so it is the same whatever the file order,
+    machine or seed, and a molecule added later never moves others across it.
+    """
+    cut = int(round(1000 * fraction))
+    return np.array([int(hashlib.sha256(i.encode()).hexdigest(), 16) % 1000 < cut for i in ids], dtype=bool)
+
+
+def data_hash(ids: Sequence[str], x: np.ndarray, y: np.ndarray) -> str:
+    """SHA-256 of the training data (names, features, spectra) as saved with the model."""
+    h = hashlib.sha256()
+    h.update("\n".join(ids).encode())
+    h.update(np.ascontiguousarray(x, dtype=np.float64).tobytes())
+    h.update(np.ascontiguousarray(y, dtype=np.float64).tobytes())
+    return h.hexdigest()

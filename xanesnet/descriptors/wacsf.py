@@ -1,0 +1,257 @@
+"""Weighted atom-centred symmetry functions (wACSF) of one absorbing atom.
+
+Definitions (Gastegger et al., J. Chem. Phys. 148, 241709 (2018); Behler,
+J. Chem. Phys. 134, 074106 (2011)), absorber ``i``, neighbours ``j`` with
+``0 < r_ij < r_max`` (Angstrom):
+
+* ``fc(r) = 0.5 [cos(pi r / r_max) + 1]``
+* ``G1 = sum_j fc(r_ij)``
+* ``G2_m = sum_j w_j exp(-eta_m (r_ij - mu_m)^2) fc(r_ij)``
+* ``G4_{m,lambda,zeta} = 2^(1-zeta) sum_{j<k} w_j w_k (1 + lambda cos theta_jik)^zeta
+  exp(-eta_m [(r_ij-mu_m)^2 + (r_ik-mu_m)^2 + (r_jk-mu_m)^2]) fc(r_ij) fc(r_ik) fc(r_jk)``
+
+with ``w_j = weight_scale * Z_j``. The vector is G1, G2 by m, G4 with m
+outermost then lambda then zeta, then (optionally) element-resolved G2
+channels by group then m, then charge and spin.
+
+Radial grids: G2 is "shifted" (``mu = linspace(r_min+0.5, r_max-0.5, n_g2)``,
+``eta = 1/(2 dr^2)``); G4 is "centred" (``mu = 0``,
+``eta = 1/(2 r^2)`` for ``r`` in ``linspace(r_min+1.0, r_max-0.5, n)``).
+
+The published XANESNET tools have two quirks, reproduced by their presets:
+``fc`` is not set to zero beyond ``r_max`` (it matters for ``r_jk``), and the
+G4 grid is built for ``n_g4`` points of which only the first
+``n_g4 / (|lambda| |zeta|)`` are used (so the widths stop well short of
+``r_max``). Our own default clips ``fc`` and spreads the G4 widths over the
+whole range; see ``docs/descriptor.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+from ase.data import atomic_numbers
+
+from xanesnet.descriptors.base import Descriptor
+from xanesnet.errors import XanesnetError
+from xanesnet.io.structures import Structure
+
+
+@dataclass(frozen=True)
+class WACSF(Descriptor):
+    """wACSF settings; every default is here.
+
+    Parameters
+    ----------
+    r_min, r_max
+        Radial range in Angstrom; neighbours are atoms with ``0 < r < r_max``.
+    n_g2, n_g4
+        Numbers of G2 and G4 functions (``n_g4`` counts every (width, lambda,
+        zeta) combination, so it must divide by ``len(lambdas) * len(zetas)``).
+    lambdas, zetas
+        Angular parameters of G4.
+    weight_scale
+        Element weight ``w_j = weight_scale * Z_j``.
+    clip_cutoff
+        Set ``fc(r) = 0`` for ``r >= r_max`` (the published tools do not).
+    g4_grid_points
+        Points in the centred G4 grid of which the first
+        ``n_g4 / (len(lambdas) len(zetas))`` are used; ``None`` builds exactly
+        that many, spreading the widths over the whole range.
+    element_groups
+        Extra, unweighted G2 channels, one per group of elements; a group is a
+        comma-separated list of symbols (``"P,S,As,Se"``); atoms in no group
+        form a last ``other`` channel. Empty: no element channels.
+    n_element_g2, element_r_min, element_r_max
+        Shifted Gaussians of the element channels: ``mu`` on
+        ``linspace(element_r_min, element_r_max, n_element_g2)`` (Angstrom),
+        ``eta = 1/(2 dr^2)``.
+    charge_spin
+        Append the molecule's charge and spin (from a tmQM comment line).
+    """
+
+    kind = "wacsf"
+
+    r_min: float = 0.0
+    r_max: float = 6.0
+    n_g2: int = 32
+    n_g4: int = 64
+    lambdas: tuple[float, ...] = (1.0, -1.0)
+    zetas: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
+    weight_scale: float = 1.0
+    clip_cutoff: bool = True
+    g4_grid_points: int | None = None
+    element_groups: tuple[str, ...] = ()
+    n_element_g2: int = 16
+    element_r_min: float = 1.5
+    element_r_max: float = 5.5
+    charge_spin: bool = False
+
+    def __post_init__(self) -> None:
+        def bad(msg: str) -> None:
+            raise XanesnetError(f"invalid wacsf settings: {msg}")
+
+        if not 0 <= self.r_min < self.r_max:
+            bad(f"need 0 <= r_min < r_max, got r_min={self.r_min}, r_max={self.r_max}")
+        if self.r_max - self.r_min <= 1.5:
+            bad("r_max - r_min must exceed 1.5 A (the G4 grid spans r_min+1.0 to r_max-0.5)")
+        if self.n_g2 < 0 or self.n_g2 == 1:
+            bad(f"n_g2 must be 0 or at least 2, got {self.n_g2}")
+        n_ang = len(self.lambdas) * len(self.zetas)
+        if self.n_g4 < 0 or (self.n_g4 and (n_ang == 0 or self.n_g4 % n_ang)):
+            bad(f"n_g4={self.n_g4} is not a multiple of len(lambdas) * len(zetas) = {n_ang}")
+        if self.g4_grid_points is not None and self.n_g4 and self.g4_grid_points < self.n_g4 // n_ang:
+            bad(f"g4_grid_points={self.g4_grid_points} is fewer than the {self.n_g4 // n_ang} G4 widths used")
+        if any(z <= 0 for z in self.zetas):
+            bad("zetas must be positive")
+        if self.element_groups:
+            if self.n_element_g2 < 2 or not self.element_r_min < self.element_r_max:
+                bad("element channels need n_element_g2 >= 2 and element_r_min < element_r_max")
+            seen: set[str] = set()
+            for group in self.element_groups:
+                for sym in group.split(","):
+                    if atomic_numbers.get(sym.strip(), 0) == 0:
+                        bad(f"unknown element {sym.strip()!r} in element group {group!r}")
+                    if sym.strip() in seen:
+                        bad(f"element {sym.strip()} is in more than one group")
+                    seen.add(sym.strip())
+
+    # --- grids -----------------------------------------------------------------
+    @cached_property
+    def _g2_grid(self) -> tuple[np.ndarray, np.ndarray]:
+        mu = np.linspace(self.r_min + 0.5, self.r_max - 0.5, self.n_g2)
+        dr = mu[1] - mu[0] if self.n_g2 > 1 else 1.0
+        return np.full(self.n_g2, 1.0 / (2.0 * dr**2)), mu
+
+    @cached_property
+    def _g4_widths(self) -> np.ndarray:
+        n_used = self.n_g4 // max(1, len(self.lambdas) * len(self.zetas))
+        n_grid = n_used if self.g4_grid_points is None else self.g4_grid_points
+        r_aux = np.linspace(self.r_min + 1.0, self.r_max - 0.5, n_grid)[:n_used]
+        return 1.0 / (2.0 * r_aux**2)
+
+    @cached_property
+    def _element_grid(self) -> tuple[np.ndarray, np.ndarray]:
+        mu = np.linspace(self.element_r_min, self.element_r_max, self.n_element_g2)
+        return np.full(self.n_element_g2, 1.0 / (2.0 * (mu[1] - mu[0]) ** 2)), mu
+
+    @cached_property
+    def _group_of_z(self) -> np.ndarray:
+        """Channel index of every atomic number (the last channel is 'other')."""
+        table = np.full(len(atomic_numbers) + 1, len(self.element_groups), dtype=np.int64)
+        for g, group in enumerate(self.element_groups):
+            for sym in group.split(","):
+                table[atomic_numbers[sym.strip()]] = g
+        return table
+
+    @cached_property
+    def _angular(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        lam, zeta = np.meshgrid(np.asarray(self.lambdas, float), np.asarray(self.zetas, float), indexing="ij")
+        lam, zeta = lam.ravel(), zeta.ravel()  # lambda outer, zeta inner
+        return lam, zeta, 2.0 ** (1.0 - zeta)
+
+    # --- names -------------------------------------------------------------------
+    @cached_property
+    def channel_names(self) -> list[str]:
+        return [*(g.replace(",", "") for g in self.element_groups), "other"] if self.element_groups else []
+
+    @property
+    def feature_names(self) -> list[str]:
+        return self._feature_names
+
+    @cached_property
+    def _feature_names(self) -> list[str]:
+        names = ["G1"]
+        names += [f"G2[mu={m:.3f}]" for m in self._g2_grid[1]]
+        lam, zeta, _ = self._angular
+        for eta in self._g4_widths:
+            names += [f"G4[eta={eta:.4f},lambda={lm:g},zeta={z:g}]" for lm, z in zip(lam, zeta)]
+        for ch in self.channel_names:
+            names += [f"G2_{ch}[mu={m:.3f}]" for m in self._element_grid[1]]
+        if self.charge_spin:
+            names += ["charge", "spin"]
+        return names
+
+    # --- the vector ------------------------------------------------------------
+    def _cutoff(self, r: np.ndarray) -> np.ndarray:
+        fc = 0.5 * (np.cos(np.pi * r / self.r_max) + 1.0)
+        if self.clip_cutoff:
+            fc = np.where(r < self.r_max, fc, 0.0)
+        return fc
+
+    def create(self, structure: Structure, absorber: int) -> np.ndarray:
+        where = structure.source or structure.name
+        vec = structure.positions - structure.positions[absorber]
+        r = np.sqrt(np.einsum("ij,ij->i", vec, vec))
+        near = (r > 0.0) & (r < self.r_max)
+        near[absorber] = False
+        if not near.any():
+            raise XanesnetError(f"absorber (atom {absorber}) has no neighbour within r_max = {self.r_max} A", path=where)
+        vec, r, z = vec[near], r[near], structure.numbers[near]
+        if r.min() < 0.5:
+            raise XanesnetError(f"an atom lies {r.min():.3f} A from the absorber (closer than 0.5 A): overlapping atoms", path=where)
+        w = self.weight_scale * z
+        fc = self._cutoff(r)
+        parts = [np.array([fc.sum()])]
+
+        if self.n_g2:
+            eta, mu = self._g2_grid
+            parts.append(np.exp(-eta * (r[:, None] - mu) ** 2).T @ (w * fc))
+
+        if self.n_g4:
+            parts.append(self._g4(vec, r, w, fc))
+
+        if self.element_groups:
+            eta, mu = self._element_grid
+            gauss = np.exp(-eta * (r[:, None] - mu) ** 2) * fc[:, None]  # (n_neigh, n_mu)
+            onehot = np.zeros((len(r), len(self.channel_names)))
+            onehot[np.arange(len(r)), self._group_of_z[z]] = 1.0
+            parts.append((onehot.T @ gauss).ravel())
+
+        if self.charge_spin:
+            if structure.charge is None or structure.spin is None:
+                raise XanesnetError("charge_spin needs the charge q and spin S (tmQM comment line 'q = .. | S = ..')", path=where)
+            parts.append(np.array([structure.charge, structure.spin], dtype=float))
+        return np.concatenate(parts)
+
+    def _g4(self, vec: np.ndarray, r: np.ndarray, w: np.ndarray, fc: np.ndarray) -> np.ndarray:
+        eta = self._g4_widths
+        lam, zeta, norm = self._angular
+        upper = _upper_triangle(len(r))  # flat indices of the pairs j < k
+        if len(upper) == 0:
+            return np.zeros(len(eta) * len(lam))
+        r2 = r * r
+        dot = (vec @ vec.T).ravel()[upper]  # r_ij r_ik cos(theta_jik)
+        r2_sum = (r2[:, None] + r2[None, :]).ravel()[upper]  # r_ij^2 + r_ik^2
+        cos = dot / np.outer(r, r).ravel()[upper]
+        r_jk2 = np.maximum(r2_sum - 2.0 * dot, 0.0)
+        wfc = w * fc
+        pref = np.outer(wfc, wfc).ravel()[upper] * self._cutoff(np.sqrt(r_jk2))
+        # centred grid: mu = 0, so the three Gaussians combine into one exponent
+        radial = np.exp(np.outer(-(r2_sum + r_jk2), eta))  # (pairs, widths)
+        with np.errstate(divide="ignore"):  # 1 + lambda cos = 0 gives log 0 = -inf, exp(-inf) = 0
+            log_base = np.log(1.0 + np.outer(cos, lam))  # (pairs, lambda*zeta), lambda outer, zeta inner
+        angular = np.exp(log_base * zeta) * norm
+        return ((radial * pref[:, None]).T @ angular).ravel()
+
+
+def _upper_triangle(n: int, _cache: dict[int, np.ndarray] = {}) -> np.ndarray:
+    """Flat indices (into an n x n matrix) of the pairs j < k; cached, as the same sizes recur."""
+    if n not in _cache:
+        j, k = np.triu_indices(n, k=1)
+        _cache[n] = j * n + k
+    return _cache[n]
+
+
+#: Named settings. ``xanesnet`` and ``xanesnet-2021`` reproduce the published
+#: tools' vectors, quirks included; ``default`` is this project's best validated setting.
+PRESETS: dict[str, WACSF] = {
+    "xanesnet": WACSF(r_min=1.0, r_max=6.0, n_g2=16, n_g4=32, lambdas=(1.0, -1.0), zetas=(1.0,),
+                      weight_scale=0.1, clip_cutoff=False, g4_grid_points=32),
+    "xanesnet-2021": WACSF(r_min=0.0, r_max=6.0, n_g2=32, n_g4=64, lambdas=(1.0, -1.0), zetas=(1.0, 2.0, 4.0, 8.0),
+                           weight_scale=1.0, clip_cutoff=False, g4_grid_points=64),
+    "plain": WACSF(),
+    "default": WACSF(element_groups=("H", "C", "N", "O", "P,S,As,Se", "F,Cl,Br,I")),
+}

@@ -1,0 +1,213 @@
+"""End-to-end workflows behind the CLI: files in, a saved model or metrics out.
+
+Each function here is what one ``xanesnet`` subcommand runs, callable from
+Python with the same arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from xanesnet.config import Config
+from xanesnet.data.dataset import (
+    FeatureSet,
+    Pairing,
+    data_hash,
+    featurize_files,
+    heldout_mask,
+    list_files,
+    load_spectra,
+    pair_by_stem,
+    SPECTRUM_SUFFIXES,
+)
+from xanesnet.descriptors import descriptor_from_dict
+from xanesnet.errors import XanesnetError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingSet:
+    """Features and spectra ready to fit, with where they came from."""
+
+    ids: list[str]
+    x: np.ndarray
+    y: np.ndarray
+    energy: np.ndarray
+    pairing: Pairing | None = None
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def build_training_set(xyz_dir: str | os.PathLike, spectra_dir: str | os.PathLike, config: Config, *,
+                       absorber: int | str | None = None, spectrum_format: str | None = None,
+                       cache: str | os.PathLike | None = None, skip_bad: bool = False,
+                       progress: bool = False) -> TrainingSet:
+    """Pair structures with spectra by name, featurise, and stack the spectra on one grid."""
+    from xanesnet.io.structures import find_structure_files
+
+    pairing = pair_by_stem(find_structure_files([xyz_dir]), list_files(spectra_dir, SPECTRUM_SUFFIXES))
+    if pairing.structures_only or pairing.spectra_only:
+        logger.info("unmatched files:\n%s", pairing.report())
+    descriptor = descriptor_from_dict(config.descriptor)
+    feats = featurize_files(pairing.structures, descriptor, absorber=absorber, cache=cache, skip_bad=skip_bad,
+                            progress=progress)
+    kept = set(feats.ids)
+    spectra = [p for s, p in zip(pairing.stems, pairing.spectra) if s in kept]
+    energy, y = load_spectra(spectra, fmt=spectrum_format, process=_spectrum_processor(config), progress=progress)
+    return TrainingSet(ids=feats.ids, x=feats.x, y=y, energy=energy, pairing=pairing, skipped=feats.skipped)
+
+
+def load_feature_file(path: str | os.PathLike) -> TrainingSet:
+    """Prebuilt features: an ``.npz`` with arrays ``x``, ``y`` and optionally ``energy`` and ``ids``."""
+    path = Path(path)
+    if not path.is_file():
+        raise XanesnetError("no such file", path=path)
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise XanesnetError(f"not a readable .npz file ({exc})", path=path) from None
+    for key in ("x", "y"):
+        if key not in data:
+            raise XanesnetError(f"missing array {key!r} (has: {', '.join(data.files)})", path=path)
+    x, y = np.asarray(data["x"], float), np.asarray(data["y"], float)
+    if x.ndim != 2 or y.ndim != 2 or len(x) != len(y):
+        raise XanesnetError(f"x and y must be 2-D with equal rows, got {x.shape} and {y.shape}", path=path)
+    energy = np.asarray(data["energy"], float) if "energy" in data else np.arange(y.shape[1], dtype=float)
+    ids = [str(i) for i in data["ids"]] if "ids" in data else [f"row{i}" for i in range(len(x))]
+    return TrainingSet(ids=ids, x=x, y=y, energy=energy)
+
+
+def train_model(data: TrainingSet, config: Config, out: str | os.PathLike, *, holdout: float = 0.0,
+                absorber: int | str | None = None, metadata: dict[str, Any] | None = None,
+                progress: bool = True) -> dict[str, Any]:
+    """Fit a model on ``data`` (less a held-out share, if asked) and save it to ``out``.
+
+    Returns the saved config (with held-out metrics under ``holdout_metrics``
+    when ``holdout`` > 0).
+    """
+    from xanesnet.bundle import save_bundle
+    from xanesnet.training import train
+
+    ids, x, y = data.ids, data.x, data.y
+    test = heldout_mask(ids, holdout) if holdout > 0 else np.zeros(len(ids), bool)
+    fit_ids = [i for i, t in zip(ids, test) if not t]
+    trained = train(x[~test], y[~test], config, progress=progress)
+    descriptor_settings = config.descriptor
+    feature_names = (descriptor_from_dict(descriptor_settings).feature_names if descriptor_settings
+                     else [f"x{i}" for i in range(x.shape[1])])
+    if len(feature_names) != x.shape[1]:
+        raise XanesnetError(f"the descriptor gives {len(feature_names)} features but the data have {x.shape[1]}")
+    saved = {
+        "descriptor": descriptor_settings,
+        "model": trained.members[0].get_params(),
+        "training": dataclasses.asdict(config.training),
+        "spectra": config.spectra,
+        "seed": trained.seed,
+        "absorber": absorber,
+        "energy": data.energy.tolist(),
+        "feature_names": feature_names,
+        "x_scaler": trained.x_scaler.state(),
+        "y_transform": trained.y_transform.state(),
+        "n_train": int(len(fit_ids)),
+        "training_data_sha256": data_hash(fit_ids, x[~test], y[~test]),
+        "training_seconds": round(trained.seconds, 2),
+        "history": trained.history,
+        **(metadata or {}),
+    }
+    if test.any():
+        from xanesnet.predict import Predictor
+        from xanesnet.bundle import Bundle
+        from xanesnet.analysis.metrics import evaluate_spectra
+
+        pred = Predictor(Bundle(path=None, config=saved, members=trained.members)).predict_features(x[test])
+        saved["holdout"] = {"fraction": holdout, "rule": "sha256(name) mod 1000 < 1000*fraction",
+                            "ids": [i for i, t in zip(ids, test) if t]}
+        saved["holdout_metrics"] = evaluate_spectra(data.energy, y[test], pred.mean)
+    save_bundle(out, saved, trained.members)
+    return saved
+
+
+def _spectrum_processor(config: Config):
+    """The spectrum processing the config asks for, or ``None`` (spectra must share one grid)."""
+    if not config.spectra:
+        return None
+    from xanesnet.spectra import processor_from_dict  # added with spectrum processing
+
+    return processor_from_dict(config.spectra)
+
+
+def featurize_to_npz(paths: Sequence[str | os.PathLike], descriptor_settings: dict[str, Any], out: str | os.PathLike, *,
+                     absorber: int | str | None = None, skip_bad: bool = False, progress: bool = True) -> FeatureSet:
+    """``xanesnet featurize``: descriptor vectors of structure files, written to ``out`` (``.npz``)."""
+    import json
+
+    from xanesnet.io.structures import find_structure_files
+
+    files = sorted(find_structure_files(list(paths)), key=lambda p: p.stem)
+    if not files:
+        raise XanesnetError("no structure files found in " + ", ".join(map(str, paths)))
+    descriptor = descriptor_from_dict(descriptor_settings)
+    feats = featurize_files(files, descriptor, absorber=absorber, skip_bad=skip_bad, progress=progress)
+    write_npz(out, ids=np.array(feats.ids), x=feats.x, feature_names=np.array(descriptor.feature_names),
+              settings=np.array(json.dumps(descriptor.to_dict())))
+    return feats
+
+
+def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
+    """Write an ``.npz`` via a temporary file and a rename, so no half-written file is left."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    try:
+        np.savez_compressed(tmp, **arrays)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def evaluate_model(model: str | os.PathLike, xyz_dir: str | os.PathLike, spectra_dir: str | os.PathLike, *,
+                   heldout_only: bool = False, absorber: int | str | None = None,
+                   spectrum_format: str | None = None, progress: bool = False) -> tuple[dict[str, Any], Any, TrainingSet]:
+    """Metrics of a saved model on paired structures and spectra (the held-out split only, if asked)."""
+    from xanesnet.analysis.metrics import evaluate_spectra
+    from xanesnet.predict import Predictor
+
+    predictor = Predictor.from_bundle(model)
+    cfg = predictor.bundle.config
+    config = Config(descriptor=cfg["descriptor"], spectra=cfg.get("spectra"))
+    data = build_training_set(xyz_dir, spectra_dir, config, absorber=absorber if absorber is not None else cfg.get("absorber"),
+                              spectrum_format=spectrum_format, progress=progress)
+    if heldout_only:
+        if "holdout" not in cfg:
+            raise XanesnetError("the model was trained without a held-out split (train with --holdout)", path=model)
+        keep = np.isin(data.ids, cfg["holdout"]["ids"])
+        if not keep.any():
+            raise XanesnetError("none of the model's held-out molecules are in these directories", path=xyz_dir)
+        data = TrainingSet(ids=[i for i, k in zip(data.ids, keep) if k], x=data.x[keep], y=data.y[keep],
+                           energy=data.energy, pairing=data.pairing)
+    if len(data.energy) != len(predictor.energy) or not np.allclose(data.energy, predictor.energy, atol=1e-6):
+        raise XanesnetError(f"the spectra's grid ({data.energy[0]:g}-{data.energy[-1]:g} eV, {len(data.energy)} points) is not "
+                            f"the model's ({predictor.energy[0]:g}-{predictor.energy[-1]:g} eV, {len(predictor.energy)} points)",
+                            path=spectra_dir)
+    pred = predictor.predict_features(data.x, ids=data.ids)
+    return evaluate_spectra(data.energy, data.y, pred.mean), pred, data
+
+
+def write_json(path: str | os.PathLike, data: Any) -> Path:
+    """Write JSON via a temporary file and a rename."""
+    import json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+    return path
