@@ -105,16 +105,8 @@ def train_model(data: TrainingSet, config: Config, out: str | os.PathLike, *, ho
     if len(feature_names) != x.shape[1]:
         raise XanesnetError(f"the descriptor gives {len(feature_names)} features but the data have {x.shape[1]}")
     saved = {
-        "descriptor": descriptor_settings,
-        "model": trained.members[0].get_params(),
-        "training": dataclasses.asdict(config.training),
-        "spectra": config.spectra,
-        "seed": trained.seed,
+        **model_config(trained, data.energy, feature_names),
         "absorber": absorber,
-        "energy": data.energy.tolist(),
-        "feature_names": feature_names,
-        "x_scaler": trained.x_scaler.state(),
-        "y_transform": trained.y_transform.state(),
         "n_train": int(len(fit_ids)),
         "training_data_sha256": data_hash(fit_ids, x[~test], y[~test]),
         "training_seconds": round(trained.seconds, 2),
@@ -132,6 +124,22 @@ def train_model(data: TrainingSet, config: Config, out: str | os.PathLike, *, ho
         saved["holdout_metrics"] = evaluate_spectra(data.energy, y[test], pred.mean)
     save_bundle(out, saved, trained.members)
     return saved
+
+
+def model_config(trained, energy: np.ndarray, feature_names: list[str]) -> dict[str, Any]:
+    """What a trained model needs to predict, as saved in ``config.json`` (see :mod:`xanesnet.bundle`)."""
+    config = trained.config
+    return {
+        "descriptor": config.descriptor,
+        "model": trained.members[0].get_params(),
+        "training": dataclasses.asdict(config.training),
+        "spectra": config.spectra,
+        "seed": trained.seed,
+        "energy": np.asarray(energy, float).tolist(),
+        "feature_names": feature_names,
+        "x_scaler": trained.x_scaler.state(),
+        "y_transform": trained.y_transform.state(),
+    }
 
 
 def _spectrum_processor(config: Config):

@@ -103,6 +103,8 @@ def _fit_one(net: nn.Module, x_tr: torch.Tensor, y_tr: torch.Tensor, x_val: torc
     from tqdm.auto import tqdm
 
     opt = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    # halve the step when the validation loss stalls; stop after `patience` epochs without progress
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(1, settings.patience // 4))
     gen = torch.Generator().manual_seed(seed)
     loss_fn = nn.MSELoss()
     best, best_epoch, best_state = float("inf"), -1, None
@@ -117,6 +119,7 @@ def _fit_one(net: nn.Module, x_tr: torch.Tensor, y_tr: torch.Tensor, x_val: torc
         net.eval()
         with torch.no_grad():
             val = loss_fn(net(x_val), y_val).item()
+        sched.step(val)
         if val < best:
             best, best_epoch, best_state = val, epoch, copy.deepcopy(net.state_dict())
         bar.set_postfix(val=f"{val:.4f}", best=f"{best:.4f}")

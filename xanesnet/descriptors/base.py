@@ -26,6 +26,8 @@ class Descriptor(ABC):
 
     #: Registry name, set by each subclass.
     kind: str = ""
+    #: Bumped whenever the code changes the numbers; part of the feature-cache key.
+    revision: int = 1
 
     @abstractmethod
     def create(self, structure: Structure, absorber: int) -> np.ndarray:
@@ -65,8 +67,8 @@ class Descriptor(ABC):
         return cls(**{k: _as_tuple(v) for k, v in settings.items()})
 
     def settings_hash(self) -> str:
-        """Stable hash of the settings: the key under which features are cached."""
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        """Stable hash of the settings and code revision: the key under which features are cached."""
+        blob = json.dumps({**self.to_dict(), "revision": self.revision}, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 

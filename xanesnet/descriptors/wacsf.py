@@ -73,6 +73,7 @@ class WACSF(Descriptor):
     """
 
     kind = "wacsf"
+    revision = 2
 
     r_min: float = 0.0
     r_max: float = 6.0
@@ -225,7 +226,7 @@ class WACSF(Descriptor):
         r2 = r * r
         dot = (vec @ vec.T).ravel()[upper]  # r_ij r_ik cos(theta_jik)
         r2_sum = (r2[:, None] + r2[None, :]).ravel()[upper]  # r_ij^2 + r_ik^2
-        cos = dot / np.outer(r, r).ravel()[upper]
+        cos = np.clip(dot / np.outer(r, r).ravel()[upper], -1.0, 1.0)  # rounding can step past +-1
         r_jk2 = np.maximum(r2_sum - 2.0 * dot, 0.0)
         wfc = w * fc
         pref = np.outer(wfc, wfc).ravel()[upper] * self._cutoff(np.sqrt(r_jk2))

@@ -1,10 +1,34 @@
 """Read spectra from the files theory codes write.
 
 One registry, :data:`SPECTRUM_FORMATS`, maps a format name to a reader and a
-content sniffer; :func:`read_spectrum` picks the format by content unless one
-is given. Every reader returns a :class:`Spectrum` (energies in eV, strictly
-increasing, finite intensities) or raises :class:`XanesnetError` naming the
-file.
+content sniffer; :func:`read_spectrum` tries the sniffers in registry order
+(most specific first) unless a format is given. Every reader returns a
+:class:`Spectrum` (energies in eV, strictly increasing, finite intensities) or
+raises :class:`XanesnetError` naming the file.
+
+Formats
+-------
+``fdmnes-raw``
+    FDMNES output before convolution: a header line of numbers ending in
+    ``= E_edge, Z, n_edge, ...`` (kept in ``meta`` with lower-case keys, e.g.
+    ``meta["e_edge"]``, ``meta["e_cut"]``), a column-name line
+    (``Energy <xanes> ...``), then the table. Energies written relative to
+    the edge (as FDMNES writes them) are moved to the absolute scale by adding
+    ``E_edge``; ``meta["e_fermi"]`` is FDMNES's Fermi level ``E_edge + E_cut``.
+``feff``
+    FEFF ``xmu.dat``: ``#`` comment lines, the last naming the columns
+    ``omega e k mu mu0 chi``. Energy is ``omega`` (absolute, eV), intensity
+    ``mu``; ``meta["e_fermi"]`` is ``omega - e``, ``meta["table"]`` the table.
+``fdmnes-conv``
+    FDMNES convolved output: ``FDMNES`` banner and/or an ``energy <xanes>``
+    column-name line, then the table (intensity from the ``<xanes>`` column).
+``orca``
+    ``orca_mapspc``-style tables: header lines, a column-name line such as
+    ``Energy TotalSpectrum ...``, then columns (energy in eV; intensity from
+    ``TotalSpectrum``/``Intensity`` if named, else the second column).
+``two-column``
+    Anything else with numeric ``energy intensity`` rows after optional
+    header lines.
 """
 
 from __future__ import annotations
@@ -12,7 +36,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -21,13 +45,20 @@ from xanesnet.errors import XanesnetError
 
 @dataclass(frozen=True)
 class Spectrum:
-    """Intensity on an energy grid (eV); ``meta`` holds what the file said (e.g. FDMNES ``E_edge``)."""
+    """Intensity on an energy grid (eV).
+
+    ``meta`` holds what the file said (e.g. FDMNES ``E_edge`` as
+    ``meta["e_edge"]``, the code's Fermi level as ``meta["e_fermi"]``, eV).
+    ``e0`` is the edge energy (eV) once :mod:`xanesnet.spectra` has found it;
+    when ``meta["energy_reference"] == "e0"`` the energies are relative to it.
+    """
 
     name: str
     energy: np.ndarray
     intensity: np.ndarray
     source: str | None = None
     meta: dict = field(default_factory=dict, compare=False)
+    e0: float | None = None
 
 
 @dataclass(frozen=True)
@@ -38,29 +69,7 @@ class SpectrumFormat:
     sniff: Callable[[list[str]], bool]
 
 
-def _numeric_rows(lines: list[str], *, min_cols: int) -> tuple[int, np.ndarray]:
-    """Index of the first all-numeric row and the table from there on."""
-    start = None
-    for k, ln in enumerate(lines):
-        parts = ln.split()
-        if len(parts) >= min_cols and all(_is_number(p) for p in parts[:min_cols]):
-            start = k
-            break
-    if start is None:
-        return -1, np.empty((0, min_cols))
-    rows = []
-    for k, ln in enumerate(lines[start:], start=start):
-        parts = ln.split()
-        if not parts:
-            continue
-        try:
-            rows.append([float(p) for p in parts])
-        except ValueError:
-            raise XanesnetError(f"non-numeric value in {ln.strip()[:60]!r}", line=k + 1) from None
-    widths = {len(r) for r in rows}
-    if len(widths) != 1:
-        raise XanesnetError("rows have different numbers of columns")
-    return start, np.asarray(rows, dtype=np.float64)
+# --------------------------------------------------------------------------- table helpers
 
 
 def _is_number(token: str) -> bool:
@@ -69,6 +78,44 @@ def _is_number(token: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _is_numeric_row(line: str, min_cols: int = 2) -> bool:
+    parts = line.split()
+    return len(parts) >= min_cols and all(_is_number(p) for p in parts[:min_cols])
+
+
+class _TableError(Exception):
+    def __init__(self, message: str, line: int):
+        super().__init__(message)
+        self.message, self.line = message, line
+
+
+def _numeric_rows(lines: list[str], *, min_cols: int, start: int = 0) -> tuple[int, np.ndarray]:
+    """Index of the first all-numeric row (from ``start``) and the table from there on.
+
+    Blank lines and ``#`` comment lines inside the table are skipped.
+    """
+    first = None
+    for k in range(start, len(lines)):
+        if _is_numeric_row(lines[k], min_cols):
+            first = k
+            break
+    if first is None:
+        return -1, np.empty((0, min_cols))
+    rows = []
+    for k in range(first, len(lines)):
+        ln = lines[k]
+        parts = ln.split()
+        if not parts or parts[0].startswith("#"):
+            continue
+        try:
+            rows.append([float(p) for p in parts])
+        except ValueError:
+            raise _TableError(f"non-numeric value in {ln.strip()[:60]!r}", k + 1) from None
+        if len(rows[-1]) != len(rows[0]):
+            raise _TableError(f"{len(rows[-1])} columns where the table has {len(rows[0])}", k + 1)
+    return first, np.asarray(rows, dtype=np.float64)
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -80,26 +127,193 @@ def _read_lines(path: Path) -> list[str]:
         raise XanesnetError("not a text file", path=path) from None
 
 
+def _table(path: Path, lines: list[str], *, start: int = 0) -> tuple[int, np.ndarray]:
+    """The numeric table of a file (first row index, rows x columns), errors naming the file."""
+    try:
+        first, table = _numeric_rows(lines, min_cols=2, start=start)
+    except _TableError as exc:
+        raise XanesnetError(exc.message, path=path, line=exc.line) from None
+    if len(table) == 0:
+        raise XanesnetError("empty spectrum: no numeric energy/intensity rows", path=path)
+    return first, table
+
+
+def _column_names(line: str) -> list[str]:
+    return line.lstrip("#").split()
+
+
+def _pick_column(names: Sequence[str], preferred: Sequence[str], ncols: int) -> int:
+    """Index of the intensity column: the first preferred name present (case-insensitive), else column 1."""
+    lowered = [n.lower() for n in names]
+    if len(names) == ncols:
+        for want in preferred:
+            if want.lower() in lowered:
+                return lowered.index(want.lower())
+    return 1
+
+
+def _spectrum(path: Path, energy: np.ndarray, intensity: np.ndarray, meta: dict) -> Spectrum:
+    return validated(Spectrum(name=path.stem, energy=np.ascontiguousarray(energy, dtype=np.float64),
+                              intensity=np.ascontiguousarray(intensity, dtype=np.float64), source=str(path), meta=meta))
+
+
+def _header_lines(lines: list[str], first_row: int) -> list[str]:
+    return [ln for ln in lines[:first_row] if ln.strip()]
+
+
+# --------------------------------------------------------------------------- plain two-column
+
+
 def read_two_column(path: Path) -> Spectrum:
     """Energy and intensity columns after any header lines (FDMNES convolved, ORCA-style, plain)."""
     lines = _read_lines(path)
-    try:
-        _, table = _numeric_rows(lines, min_cols=2)
-    except XanesnetError as exc:
-        raise XanesnetError(str(exc), path=path) from None
-    if len(table) == 0:
-        raise XanesnetError("empty spectrum: no numeric energy/intensity rows", path=path)
-    return validated(Spectrum(name=path.stem, energy=table[:, 0], intensity=table[:, 1], source=str(path)))
+    first, table = _table(path, lines)
+    return _spectrum(path, table[:, 0], table[:, 1], {"header": _header_lines(lines, first)})
 
 
 def _sniff_two_column(lines: list[str]) -> bool:
-    return any(len(ln.split()) >= 2 and all(_is_number(p) for p in ln.split()[:2]) for ln in lines)
+    return any(_is_numeric_row(ln) for ln in lines)
 
 
-#: Format name -> reader. Add a format here and nowhere else.
+# --------------------------------------------------------------------------- FDMNES
+
+
+def _fdmnes_header(line: str) -> dict[str, float] | None:
+    """``values = name, name, ...`` of an FDMNES raw output's first line, or None if it is not one."""
+    if "=" not in line:
+        return None
+    values, names = line.split("=", 1)
+    names = [n.strip() for n in names.split(",") if n.strip()]
+    if not names or names[0].lower() != "e_edge":
+        return None
+    tokens = values.split()
+    if len(tokens) != len(names) or not all(_is_number(t) for t in tokens):
+        return None
+    return {n.lower(): float(t) for n, t in zip(names, tokens)}
+
+
+def read_fdmnes_raw(path: Path) -> Spectrum:
+    """FDMNES output before convolution (``E_edge`` header line, column names, table)."""
+    lines = _read_lines(path)
+    head = next((k for k, ln in enumerate(lines) if ln.strip()), None)
+    if head is None:
+        raise XanesnetError("empty file", path=path)
+    header = _fdmnes_header(lines[head])
+    if header is None:
+        raise XanesnetError("not FDMNES raw output: the first line does not end in '= E_edge, Z, ...' "
+                            "with one number per name", path=path, line=head + 1)
+    first, table = _table(path, lines, start=head + 1)
+    names = next((_column_names(ln) for ln in reversed(lines[head + 1:first]) if ln.strip()), [])
+    col = _pick_column(names, ["<xanes>"], table.shape[1])
+    energy = table[:, 0].copy()
+    meta: dict = {"code": "fdmnes", **header, "columns": names}
+    e_edge = header["e_edge"]
+    if e_edge > 0 and energy.max() < 0.5 * e_edge:
+        energy += e_edge
+        meta["energy_offset"] = e_edge
+    if "e_cut" in header:
+        meta["e_fermi"] = e_edge + header["e_cut"]
+    return _spectrum(path, energy, table[:, col], meta)
+
+
+def _sniff_fdmnes_raw(lines: list[str]) -> bool:
+    first = next((ln for ln in lines if ln.strip()), "")
+    return _fdmnes_header(first) is not None
+
+
+def read_fdmnes_conv(path: Path) -> Spectrum:
+    """FDMNES convolved output (``FDMNES`` banner, ``energy <xanes>`` names, table)."""
+    lines = _read_lines(path)
+    first, table = _table(path, lines)
+    header = _header_lines(lines, first)
+    names = _column_names(header[-1]) if header else []
+    col = _pick_column(names, ["<xanes>"], table.shape[1])
+    return _spectrum(path, table[:, 0], table[:, col], {"code": "fdmnes", "columns": names, "header": header})
+
+
+def _sniff_fdmnes_conv(lines: list[str]) -> bool:
+    header = [ln.strip() for ln in lines if ln.strip() and not _is_numeric_row(ln)][:5]
+    return bool(header) and (header[0].upper() == "FDMNES" or any("<xanes>" in ln.lower() for ln in header))
+
+
+# --------------------------------------------------------------------------- FEFF
+
+#: Columns of FEFF's ``xmu.dat`` when the file does not name them.
+FEFF_COLUMNS = ("omega", "e", "k", "mu", "mu0", "chi")
+
+
+def read_feff(path: Path) -> Spectrum:
+    """FEFF ``xmu.dat``: absolute energy ``omega`` (eV) and ``mu``."""
+    lines = _read_lines(path)
+    first, table = _table(path, lines)
+    comments = [ln for ln in lines[:first] if ln.strip()]
+    named = [_column_names(ln) for ln in comments if ln.lstrip().startswith("#")]
+    names = next((n for n in reversed(named) if "omega" in [t.lower() for t in n]), None)
+    if names is None or len(names) != table.shape[1]:
+        if table.shape[1] != len(FEFF_COLUMNS):
+            raise XanesnetError(f"FEFF xmu.dat needs columns {' '.join(FEFF_COLUMNS)}; found {table.shape[1]} unnamed columns",
+                                path=path)
+        names = list(FEFF_COLUMNS)
+    lowered = [n.lower() for n in names]
+    if "mu" not in lowered:
+        raise XanesnetError(f"FEFF file has no 'mu' column (columns: {' '.join(names)})", path=path)
+    energy = table[:, lowered.index("omega")]
+    meta: dict = {"code": "feff", "columns": names, "table": table, "header": comments}
+    if "e" in lowered:
+        fermi = energy - table[:, lowered.index("e")]
+        meta["e_fermi"] = float(np.median(fermi))
+    return _spectrum(path, energy, table[:, lowered.index("mu")], meta)
+
+
+def _sniff_feff(lines: list[str]) -> bool:
+    for ln in lines:
+        s = ln.strip()
+        if s.startswith("#"):
+            tokens = [t.lower() for t in _column_names(s)]
+            if "omega" in tokens and "mu" in tokens:
+                return True
+    return False
+
+
+# --------------------------------------------------------------------------- ORCA
+
+
+def read_orca(path: Path) -> Spectrum:
+    """``orca_mapspc``-style table: header lines, column names, energy (eV) and intensity columns."""
+    lines = _read_lines(path)
+    first, table = _table(path, lines)
+    header = _header_lines(lines, first)
+    names = _column_names(header[-1]) if header else []
+    col = _pick_column(names, ["TotalSpectrum", "Intensity", "Total"], table.shape[1])
+    return _spectrum(path, table[:, 0], table[:, col], {"code": "orca", "columns": names, "header": header})
+
+
+def _sniff_orca(lines: list[str]) -> bool:
+    header = " ".join(ln for ln in lines if ln.strip() and not _is_numeric_row(ln)).lower()
+    return "orca" in header or "totalspectrum" in header
+
+
+#: Format name -> reader and sniffer, most specific first (sniffers are tried in this order).
+#: Add a format here and nowhere else.
 SPECTRUM_FORMATS: dict[str, SpectrumFormat] = {
+    "fdmnes-raw": SpectrumFormat(read=read_fdmnes_raw, sniff=_sniff_fdmnes_raw),
+    "feff": SpectrumFormat(read=read_feff, sniff=_sniff_feff),
+    "fdmnes-conv": SpectrumFormat(read=read_fdmnes_conv, sniff=_sniff_fdmnes_conv),
+    "orca": SpectrumFormat(read=read_orca, sniff=_sniff_orca),
     "two-column": SpectrumFormat(read=read_two_column, sniff=_sniff_two_column),
 }
+
+
+def detect_format(path: str | os.PathLike) -> str:
+    """Name of the format of ``path``, told from its first 40 lines."""
+    path = Path(path)
+    head = _read_lines(path)[:40]
+    if not any(ln.strip() for ln in head):
+        raise XanesnetError("empty file", path=path)
+    for name, spec_format in SPECTRUM_FORMATS.items():
+        if spec_format.sniff(head):
+            return name
+    raise XanesnetError(f"cannot tell the spectrum format; pass --format ({', '.join(SPECTRUM_FORMATS)})", path=path)
 
 
 def read_spectrum(path: str | os.PathLike, *, fmt: str | None = None) -> Spectrum:
@@ -109,19 +323,15 @@ def read_spectrum(path: str | os.PathLike, *, fmt: str | None = None) -> Spectru
         if fmt not in SPECTRUM_FORMATS:
             raise XanesnetError(f"unknown spectrum format {fmt!r}; known: {', '.join(SPECTRUM_FORMATS)}", path=path)
         return SPECTRUM_FORMATS[fmt].read(path)
-    head = _read_lines(path)[:40]
-    if not any(ln.strip() for ln in head):
-        raise XanesnetError("empty file", path=path)
-    for spec_format in SPECTRUM_FORMATS.values():
-        if spec_format.sniff(head):
-            return spec_format.read(path)
-    raise XanesnetError(f"cannot tell the spectrum format; pass --format ({', '.join(SPECTRUM_FORMATS)})", path=path)
+    return SPECTRUM_FORMATS[detect_format(path)].read(path)
 
 
 def validated(spectrum: Spectrum) -> Spectrum:
-    """Check energies are finite and strictly increasing and intensities finite."""
+    """Check the arrays match, energies are finite and strictly increasing and intensities finite."""
     where = spectrum.source or spectrum.name
-    e, y = spectrum.energy, spectrum.intensity
+    e, y = np.asarray(spectrum.energy), np.asarray(spectrum.intensity)
+    if e.ndim != 1 or y.shape != e.shape:
+        raise XanesnetError(f"energy and intensity must be 1-D of equal length, got shapes {e.shape} and {y.shape}", path=where)
     if len(e) < 2:
         raise XanesnetError(f"empty spectrum: {len(e)} point(s)", path=where)
     if not np.all(np.isfinite(e)):

@@ -90,6 +90,8 @@ def simulate(paths: list[str | os.PathLike] | str | os.PathLike, out_h5: str | o
     if merge_every < 1:
         raise XanesnetError(f"merge_every must be a positive integer, got {merge_every!r}")
     import_feff()  # fail early, with the install hint, before any file is touched
+    if scheduler is not None:
+        _import_distributed()
     files = find_structure_files([paths] if isinstance(paths, (str, os.PathLike)) else list(paths))
     _check_unique_names(files)
 
@@ -230,13 +232,18 @@ def _run_pool(todo: list[Job], *, workers: int, absorber: int | str | None, spec
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _run_dask(todo: list[Job], *, scheduler: Any, absorber: int | str | None, spectrum: str,
-              settings: FeffSettings, **_: Any) -> Iterator[tuple[Job, MoleculeResult]]:
-    """Yield results as they finish from a Dask cluster, keeping about two jobs per worker thread in flight."""
+def _import_distributed() -> Any:
     try:
         import distributed
     except ImportError:
         raise XanesnetError(_DASK_HINT) from None
+    return distributed
+
+
+def _run_dask(todo: list[Job], *, scheduler: Any, absorber: int | str | None, spectrum: str,
+              settings: FeffSettings, **_: Any) -> Iterator[tuple[Job, MoleculeResult]]:
+    """Yield results as they finish from a Dask cluster, keeping about two jobs per worker thread in flight."""
+    distributed = _import_distributed()
     if not todo:
         return
     own_client = not isinstance(scheduler, distributed.Client)

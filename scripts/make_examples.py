@@ -1,0 +1,84 @@
+"""Build the example molecules in data/examples/ from textbook geometries.
+
+S in the comment line is the total spin quantum number (2 for high-spin Fe(II)).
+Bond lengths are typical crystallographic values (Angstrom); angles are
+idealised. Run: python scripts/make_examples.py
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+OUT = Path(__file__).resolve().parents[1] / "data" / "examples"
+OCTAHEDRON = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], float)
+
+
+def write(name: str, formula: str, charge: int, spin: float, atoms: list[tuple[str, np.ndarray]]) -> None:
+    mnd = sum(0 < np.linalg.norm(x) < 2.6 for _, x in atoms)  # metal node degree: atoms bonded to the metal
+    lines = [str(len(atoms)), f"CSD_code = {name} | q = {charge} | S = {spin} | Stoichiometry = {formula} | MND = {mnd}"]
+    lines += [f"{s:<2} {x:14.8f} {y:14.8f} {z:14.8f}" for s, (x, y, z) in atoms]
+    (OUT / f"{name}.xyz").write_text("\n".join(lines) + "\n")
+
+
+def perpendicular(u: np.ndarray) -> np.ndarray:
+    v = np.cross(u, [0.0, 0.0, 1.0] if abs(u[2]) < 0.9 else [1.0, 0.0, 0.0])
+    return v / np.linalg.norm(v)
+
+
+def hexacyanoferrate() -> None:
+    """[Fe(CN)6]4-: low-spin Fe(II), Fe-C 1.92, C-N 1.17."""
+    atoms = [("Fe", np.zeros(3))]
+    for u in OCTAHEDRON:
+        atoms += [("C", 1.92 * u), ("N", (1.92 + 1.17) * u)]
+    write("hexacyanoferrate", "C6FeN6", -4, 0, atoms)
+
+
+def hexaaquairon() -> None:
+    """[Fe(H2O)6]2+: high-spin Fe(II), Fe-O 2.12, O-H 0.96, H-O-H 104.5 deg, water plane containing Fe-O."""
+    atoms = [("Fe", np.zeros(3))]
+    half = np.radians(104.5 / 2)
+    for u in OCTAHEDRON:
+        o = 2.12 * u
+        p = perpendicular(u)
+        atoms.append(("O", o))
+        for sign in (1, -1):
+            atoms.append(("H", o + 0.96 * (np.cos(half) * u + sign * np.sin(half) * p)))
+    write("hexaaquairon", "H12FeO6", 2, 2, atoms)
+
+
+def ferrocene() -> None:
+    """Fe(C5H5)2, eclipsed: Fe-ring centroid 1.66, C-C 1.42, C-H 1.08."""
+    atoms = [("Fe", np.zeros(3))]
+    radius = 1.42 / (2 * np.sin(np.pi / 5))
+    for z in (1.66, -1.66):
+        for k in range(5):
+            phi = 2 * np.pi * k / 5
+            ring = np.array([np.cos(phi), np.sin(phi), 0.0])
+            atoms.append(("C", radius * ring + [0, 0, z]))
+            atoms.append(("H", (radius + 1.08) * ring + [0, 0, z]))
+    write("ferrocene", "C10H10Fe", 0, 0, atoms)
+
+
+def iron_pentacarbonyl() -> None:
+    """Fe(CO)5, trigonal bipyramid: Fe-C axial 1.81, equatorial 1.83, C-O 1.15."""
+    atoms = [("Fe", np.zeros(3))]
+    dirs = [(np.array([0, 0, 1.0]), 1.81), (np.array([0, 0, -1.0]), 1.81)]
+    dirs += [(np.array([np.cos(a), np.sin(a), 0.0]), 1.83) for a in np.radians([0, 120, 240])]
+    for u, d in dirs:
+        atoms += [("C", d * u), ("O", (d + 1.15) * u)]
+    write("iron_pentacarbonyl", "C5FeO5", 0, 0, atoms)
+
+
+def tetrachloroferrate() -> None:
+    """[FeCl4]-: high-spin Fe(III), tetrahedral, Fe-Cl 2.19."""
+    tet = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], float) / np.sqrt(3)
+    write("tetrachloroferrate", "Cl4Fe", -1, 2.5, [("Fe", np.zeros(3))] + [("Cl", 2.19 * u) for u in tet])
+
+
+if __name__ == "__main__":
+    OUT.mkdir(parents=True, exist_ok=True)
+    for build in (hexacyanoferrate, hexaaquairon, ferrocene, iron_pentacarbonyl, tetrachloroferrate):
+        build()
+    print(f"wrote {len(list(OUT.glob('*.xyz')))} examples to {OUT}")
