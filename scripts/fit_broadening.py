@@ -229,15 +229,16 @@ instead: relative mean {file_grid['rel_mean'] * 100:.3f}%, 95th percentile
   {below:.1f} eV, full value from {above:.1f} eV), so any ef in
   ({below - data['e_edge']:+.1f}, {above - data['e_edge']:+.1f}] eV from E_edge is equivalent; the preset uses
   {preset.ef:+.1f}.
-- **Width.** {preset.width:.2f} eV FWHM everywhere (Fe K core-hole width);
+- **Width.** {preset.width:.2f} eV FWHM everywhere (about the Fe 1s
+  core-hole lifetime width);
   a rising width (FDMNES's default Gamma_max 15 eV) is far worse (table).
 - **Normalisation.** Convolved = raw x {preset.scale:.4f} = 5&pi; (the
   fitted free scale is {lor_fit.scale:.4f}; the ratio of the high-energy
-  levels is {np.median(ratio):.2f}). That is &pi; / 0.2 eV: the convolution
-  was an unnormalised sum over the 0.2 eV raw points of
-  &gamma; / ((E - E_i)^2 + &gamma;^2), not an area-preserving integral. The
-  preset's scale holds for raw spectra on a 0.2 eV grid only; use scale 1 to
-  keep the area.
+  levels is {np.median(ratio):.2f}). That is &pi; / 0.2 eV, as from an
+  unnormalised sum over the 0.2 eV raw points of
+  &gamma; / ((E - E_i)^2 + &gamma;^2) (&gamma; = FWHM/2) instead of an
+  area-preserving integral. The preset's scale holds for raw spectra on a
+  0.2 eV grid only; use scale 1 to keep the area.
 - **High-energy end.** The convolved spectra do not sag at 7172 eV: the raw
   spectrum was continued beyond its last point, as if it went on at its last
   value for about {preset.extend:.0f} eV (to ~{7172 + preset.extend:.0f} eV);
@@ -256,9 +257,10 @@ Where the preset's residual sits (RMS over spectra):
 |---|---|
 {regions}
 
-The residual peaks near the Fermi cut, where the point-by-point ramp matters
-most, and grows slowly towards both ends, where the unknown raw spectrum
-beyond 7172 eV is only approximated.
+The residual is largest around the Fermi cut and the sharp pre-edge peaks
+(7105-7120 eV), where how the raw points are joined (here piecewise linear,
+with a one-interval ramp at the cut) matters most. The continuation past
+7172 eV is a stand-in for raw data the files do not have.
 """
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)

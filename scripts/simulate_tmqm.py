@@ -81,6 +81,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=None, help="only the first N complexes of the order")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per FEFF stage")
+    parser.add_argument("--merge-every", type=int, default=100,
+                        help="merge finished complexes into --out after this many (each merge copies the file)")
     parser.add_argument("--nice", type=int, default=10, help="lower this process's CPU priority by N")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -94,7 +96,8 @@ def main() -> None:
     if args.limit is not None:
         order = order[: args.limit]
     logger.info("%d complexes in the order (seed %d) -> %s", len(order), args.seed, args.out)
-    summary = simulate(order, args.out, spectrum=args.spectrum, workers=args.workers, timeout=args.timeout)
+    summary = simulate(order, args.out, spectrum=args.spectrum, workers=args.workers, timeout=args.timeout,
+                       merge_every=args.merge_every)
     logger.info("%s", summary)
 
 

@@ -34,6 +34,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "models" / "fe-k-xanes"))
     ap.add_argument("--baseline-seeds", type=int, default=3, help="seeds of the plain-wACSF single-MLP baseline (0 to skip)")
     ap.add_argument("--threads", type=int, default=2)
+
     ap.add_argument("--report", default=str(ROOT / "docs" / "fe_model.json"))
     args = ap.parse_args()
 
@@ -45,6 +46,7 @@ def main() -> None:
 
     config = Config(seed=args.seed)
     config.training.ensemble = args.ensemble
+
     data = build_training_set(data_dir / "xyz", data_dir / "xanes_conv", config, cache=cache_dir() / "features.h5", progress=True)
     test = heldout_mask(data.ids)
     mean_mse = float(np.mean((data.y[test] - data.y[~test].mean(0)) ** 2))
@@ -60,8 +62,11 @@ def main() -> None:
 
     plain = []
     for seed in range(args.baseline_seeds):
+        # the same loop and hyperparameters, without the project's improvements:
+        # plain wACSF, no target standardisation, one member
         cfg = Config(descriptor=preset("xanesnet-2021").to_dict(), seed=seed)
         cfg.training.target_transform = "none"
+        cfg.training.ensemble = 1
         pdata = build_training_set(data_dir / "xyz", data_dir / "xanes_conv", cfg, cache=cache_dir() / "features.h5")
         t0 = time.perf_counter()
         out = Path(cache_dir()) / f"plain-baseline-{seed}"

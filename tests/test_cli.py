@@ -16,7 +16,7 @@ from xanesnet.cli import main
 TINY_CONFIG = {
     "descriptor": {"kind": "wacsf", "n_g2": 8, "n_g4": 8, "zetas": [1.0, 2.0], "r_max": 5.0},
     "model": {"kind": "mlp", "hidden": [32], "activation": "silu", "dropout": 0.0},
-    "training": {"epochs": 15, "patience": 5, "batch_size": 16},
+    "training": {"epochs": 15, "patience": 5, "batch_size": 16, "ensemble": 2},
 }
 
 
@@ -65,7 +65,9 @@ def test_train_predict_evaluate_end_to_end(tiny, tiny_model, tmp_path, capsys):
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert code == 0 and metrics["n"] == 30 and metrics["mse"] > 0
     assert set(metrics) == {"mse", "rse", "peak_position_error_ev_mean", "peak_position_error_ev_median",
-                            "peak_intensity_error_pct_mean", "peak_intensity_error_pct_median", "n"}
+                            "peak_intensity_error_pct_mean", "peak_intensity_error_pct_median", "n",
+                            "coverage_1sigma", "coverage_2sigma", "sigma_error_spearman", "trusted_fraction"}
+    assert 0 <= metrics["coverage_1sigma"] <= metrics["coverage_2sigma"] <= 1
 
 
 def test_single_molecule_prints_a_summary(tiny_model, tmp_path, capsys):

@@ -239,7 +239,16 @@ def _check_complete(out: Path, names: set[str], *, status: str, spectrum: str | 
 # --------------------------------------------------------------------------- real FEFF runs (tiny complexes)
 
 
-def test_real_feff_xanes_and_xes_reusing_potentials(tmp_path: Path) -> None:
+def test_real_feff_xanes_and_xes_reusing_potentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    from xanesnet.simulate import feff
+
+    # work directories of killed processes are removed; those of live ones are kept
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(feff, "_stale_checked", False)
+    dead, alive = tmp_path / "xanesnet-feff-999999999-abc", tmp_path / f"xanesnet-feff-{os.getppid()}-abc"
+    dead.mkdir(), alive.mkdir()
     (tmp_path / "zncl4.xyz").write_text(zncl4())
     structure = read_structure(tmp_path / "zncl4.xyz")
     both = simulate_molecule(structure, spectrum="both")
@@ -248,6 +257,8 @@ def test_real_feff_xanes_and_xes_reusing_potentials(tmp_path: Path) -> None:
     assert xanes.shape[1] == 6 and 50 < xanes.shape[0] < 80 and xes.shape == (221, 6)
     assert 9650 < xanes[0, 0] < 9665 and np.all(np.diff(xanes[:, 0]) > 0) and xanes[:, 3].max() > 0.5
     assert set(both.seconds) == {"xanes", "xes"} and both.absorber == 1
+    assert alive.is_dir() and not dead.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, "zncl4.xyz"])  # own work dir removed
     xes_alone = simulate_molecule(structure, spectrum="xes")  # with its own ATOMIC/POT stages
     assert np.allclose(xes_alone.spectra["xes"], xes, rtol=0, atol=1e-8)
 

@@ -12,6 +12,7 @@ from xanesnet.bundle import load_bundle
 from xanesnet.config import Config, TrainingSettings, load_config
 from xanesnet.descriptors import WACSF
 from xanesnet.errors import XanesnetError
+from xanesnet.models import MODELS
 from xanesnet.pipeline import TrainingSet, train_model
 from xanesnet.predict import Predictor
 from xanesnet.transforms import PCA, Identity, Standardizer
@@ -31,7 +32,7 @@ def synthetic(n=120, seed=0):
 
 
 def quick_config(seed=1, **training):
-    t = {"epochs": 30, "patience": 10, "batch_size": 16, **training}
+    t = {"epochs": 30, "patience": 10, "batch_size": 16, "ensemble": 1, **training}
     return Config(descriptor=SMALL.to_dict(), model={"kind": "mlp", "hidden": [32, 32], "activation": "silu", "dropout": 0.0},
                   training=TrainingSettings(**t), seed=seed)
 
@@ -51,6 +52,19 @@ def test_round_trip_gives_identical_predictions(tmp_path):
             trained.members[0](torch.as_tensor(trained.x_scaler.transform(data.x), dtype=torch.float32)).numpy().astype(float))
     np.testing.assert_allclose(pred.mean, direct, rtol=1e-6, atol=1e-7)
     assert saved["seed"] == 1
+
+
+@pytest.mark.parametrize("kind", sorted(MODELS))
+def test_every_registered_model_round_trips(tmp_path, kind):
+    data = synthetic(n=80)
+    cfg = quick_config()
+    cfg.model = {"kind": kind}
+    train_model(data, cfg, tmp_path / "m", progress=False)
+    a = Predictor.from_bundle(tmp_path / "m").predict_features(data.x)
+    b = Predictor.from_bundle(tmp_path / "m").predict_features(data.x)
+    np.testing.assert_array_equal(a.mean, b.mean)
+    np.testing.assert_array_equal(a.std, b.std)
+    assert np.mean((a.mean - data.y) ** 2) < np.mean((data.y - data.y.mean(0)) ** 2)
 
 
 def test_same_seed_same_model_different_seed_different_model(tmp_path):

@@ -71,6 +71,7 @@ def save_bundle(path: str | os.PathLike, config: dict[str, Any], members: list) 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; a model directory is an ordinary one
     try:
         torch.save({"members": [m.state_dict() for m in members]}, tmp / WEIGHTS_FILE)
         config = {

@@ -59,10 +59,17 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--xyz", help="directory of structure files (paired with spectra by file name)")
     src.add_argument("--features", help=".npz with arrays x, y (and optional energy, ids)")
+    src.add_argument("--dataset", help="HDF5 data set written by 'xanesnet simulate'")
     p.add_argument("--spectra", help="directory of spectra (with --xyz)")
+    p.add_argument("--target", default="xanes", choices=["xanes", "xes"], help="which spectrum of a --dataset to learn")
+    p.add_argument("--element", nargs="+", help="with --dataset: only absorbers of these elements")
+    p.add_argument("--broaden", help="broaden raw spectra: a preset (fdmnes) or a kind (lorentzian, arctangent) with defaults")
+    p.add_argument("--grid", help="common energy grid: absolute:EMIN:EMAX:N or relative:EMIN:EMAX:N (relative to the edge E0)")
     p.add_argument("--out", required=True, help="model directory to write")
     p.add_argument("--config", help="JSON config (sections descriptor, model, training, spectra, seed)")
     p.add_argument("--preset", help="descriptor preset (default: 'default'; 'xanesnet', 'xanesnet-2021' reproduce the published tools)")
+    p.add_argument("--model", dest="model_kind", choices=["mlp", "gpr"],
+                   help="model kind: mlp (default) or gpr, the Gaussian-process baseline (one member unless --ensemble)")
     p.add_argument("--seed", type=int, help="one seed for everything (drawn and saved if not given)")
     p.add_argument("--ensemble", type=int, help="number of ensemble members")
     p.add_argument("--bootstrap", action="store_true", help="bootstrap-resample each member's training set")
@@ -83,7 +90,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=".", help="directory for NAME.txt files (energy, intensity, std)")
     p.add_argument("--json", help="also write all predictions to this JSON file")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable structures and report them")
+    p.add_argument("--plot", action="store_true", help="also draw NAME.png (prediction with its +-2 sigma band) next to each NAME.txt")
+    p.add_argument("--mc-samples", type=int, help="Monte-Carlo dropout draws per ensemble member (models trained with dropout)")
+    p.add_argument("--reference", metavar="DIR", help="with --plot: reference spectra paired by file name, drawn for comparison")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("simulate", parents=[common], help="reference XANES/XES from geometry with FEFF10 (resumable HDF5)")
+    p.add_argument("paths", nargs="+", help="structure files or directories of .xyz files")
+    p.add_argument("--spectrum", default="xanes", choices=["xanes", "xes", "both"])
+    p.add_argument("--out", required=True, help="HDF5 data set to create or extend (re-running skips what is done)")
+    p.add_argument("--workers", type=int, default=1, help="parallel FEFF runs on this machine")
+    p.add_argument("--scheduler", help="Dask scheduler address: run on that cluster instead (pip install xanesnet[cluster])")
+    p.add_argument("--timeout", type=float, help="seconds one FEFF stage may take before the molecule is recorded as failed")
+    p.add_argument("--absorber", help="absorbing atom: 0-based index or element symbol")
+    p.add_argument("--retry-failed", action="store_true", help="run again the molecules recorded as failed")
+    p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("evaluate", parents=[common], help="accuracy of a model on structures + reference spectra")
     p.add_argument("--model", required=True)
@@ -93,7 +114,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--absorber")
     p.add_argument("--format", dest="spectrum_format")
     p.add_argument("--json", help="write the metrics to this JSON file")
+    p.add_argument("--mc-samples", type=int, help="Monte-Carlo dropout draws per ensemble member")
+    p.add_argument("--plot", metavar="DIR", help="write DIR/evaluation.png and .svg: best, median, worst spectra and the error histogram")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("importance", parents=[common],
+                       help="permutation importance of descriptor features per spectral window (CSV, JSON, figures)")
+    p.add_argument("--model", required=True, help="model directory")
+    p.add_argument("--xyz", required=True, help="directory of structure files")
+    p.add_argument("--spectra", help="reference spectra paired by file name (default: the model's own prediction, i.e. sensitivity)")
+    p.add_argument("--windows", nargs="+", metavar="NAME:EMIN:EMAX",
+                   help="energy windows in eV (default: edge and post-edge, split at the mean main-peak energy)")
+    p.add_argument("--groups", nargs="+", metavar="GROUP", help="feature groups to score (default: all; see importance_groups.csv)")
+    p.add_argument("--repeats", type=int, default=5, help="shuffles per feature or group (default 5)")
+    p.add_argument("--seed", type=int, help="seed of every shuffle and of --max-samples (drawn and saved if not given)")
+    p.add_argument("--max-samples", type=int, help="use this many molecules, drawn with the seed (default: all)")
+    p.add_argument("--heldout", action="store_true", help="only the model's held-out molecules")
+    p.add_argument("--absorber")
+    p.add_argument("--format", dest="spectrum_format")
+    p.add_argument("--cache", help="feature cache file (default: $XANESNET_CACHE or ~/.cache/xanesnet/features.h5)")
+    p.add_argument("--no-cache", action="store_true", help="do not cache features")
+    p.add_argument("--out", required=True, help="directory for importance_{features,groups}.csv, importance.json, importance.png/.svg")
+    p.set_defaults(func=cmd_importance)
     return parser
 
 
@@ -137,15 +179,34 @@ def cmd_train(args: argparse.Namespace) -> int:
         config.descriptor = preset(args.preset).to_dict()
     if args.seed is not None:
         config.seed = args.seed
+    if args.model_kind and args.model_kind != config.model.get("kind", "mlp"):
+        config.model = {"kind": args.model_kind}
+        if args.model_kind == "gpr" and args.ensemble is None:
+            config.training.ensemble = 1  # a GP fit is deterministic: identical members add nothing
     for flag, name in ((args.ensemble, "ensemble"), (args.epochs, "epochs")):
         if flag is not None:
             setattr(config.training, name, flag)
     if args.bootstrap:
         config.training.bootstrap = True
     config.training.__post_init__()
+    if args.broaden or args.grid:
+        from xanesnet.spectra import ProcessSettings
+
+        spectra = dict(config.spectra or {})
+        if args.broaden:
+            spectra["broadening"] = args.broaden
+        if args.grid:
+            spectra["grid"] = args.grid
+        config.spectra = ProcessSettings.from_dict(spectra).to_dict()
     if args.features:
         data = load_feature_file(args.features)
         config.descriptor = {}
+    elif args.dataset:
+        from xanesnet.pipeline import build_training_set_from_simulations
+
+        data = build_training_set_from_simulations(args.dataset, config, target=args.target, absorber=args.absorber,
+                                                   elements=args.element, skip_bad=args.skip_bad, progress=not args.no_progress)
+        _report_skipped(data.skipped)
     else:
         if not args.spectra:
             raise XanesnetError("--xyz needs --spectra DIR")
@@ -179,6 +240,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from xanesnet.io.structures import find_structure_files
     from xanesnet.predict import Predictor, write_spectra
 
+    if args.reference and not args.plot:
+        raise XanesnetError("--reference needs --plot")
     files = find_structure_files(args.paths)
     if not files:
         raise XanesnetError("no structure files found in " + ", ".join(args.paths))
@@ -187,7 +250,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for model, group in groups.items():
         predictor = Predictor.from_bundle(model)
         pred, skip = predictor.predict_files(group, absorber=args.absorber, skip_bad=args.skip_bad,
-                                             progress=not args.no_progress and len(group) > 50)
+                                             progress=not args.no_progress and len(group) > 50, mc_samples=args.mc_samples)
         predictions.append((model, pred))
         skipped += skip
     _report_skipped(skipped)
@@ -195,16 +258,34 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from xanesnet.pipeline import write_json
 
         write_json(args.json, {i: {"model": str(model), "energy": pred.energy.tolist(), "intensity": pred.mean[k].tolist(),
-                                   "std": pred.std[k].tolist()}
+                                   "std": pred.std[k].tolist(), "uncertainty_mode": pred.mode,
+                                   "uncertainty_score": None if pred.score is None else float(pred.score[k]),
+                                   "trusted": None if pred.trusted is None else bool(pred.trusted[k])}
                                for model, pred in predictions for k, i in enumerate(pred.ids)})
     n_written = sum(len(write_spectra(pred, args.out)) for _, pred in predictions)
+    for model, pred in predictions:
+        if pred.trusted is not None:
+            for k in (k for k, ok in enumerate(pred.trusted) if not ok):
+                print(f"warning: {pred.ids[k]}: prediction NOT trusted: uncertainty score {pred.score[k]:.3g} is above the "
+                      f"model's threshold {pred.threshold:.3g} (outside the training data?)", file=sys.stderr)
+    if args.plot:
+        from xanesnet.analysis.plots import plot_predictions
+
+        missing = []
+        for model, pred in predictions:
+            missing += plot_predictions(pred, args.out, reference_dir=args.reference, model=Path(model).name)[1]
+        if missing:
+            print(f"no reference spectrum for {len(missing)} molecule(s): {', '.join(missing[:10])}"
+                  + (", ..." if len(missing) > 10 else ""), file=sys.stderr)
     if n_written == 1:
         from xanesnet.analysis.metrics import edge_energy, main_peak
 
         model, pred = predictions[0]
         e_peak, i_peak = main_peak(pred.energy, pred.mean)
+        trust = "" if pred.trusted is None else \
+            f"; uncertainty score {pred.score[0]:.3g} ({'trusted' if pred.trusted[0] else 'NOT trusted'})"
         print(f"{pred.ids[0]}: edge {edge_energy(pred.energy, pred.mean)[0]:.2f} eV, "
-              f"main peak {e_peak[0]:.2f} eV (intensity {i_peak[0]:.3f}); model {model.name}")
+              f"main peak {e_peak[0]:.2f} eV (intensity {i_peak[0]:.3f}); model {model.name}{trust}")
     print(f"wrote {n_written} spectra to {args.out}")
     return 0
 
@@ -229,16 +310,57 @@ def _files_by_model(files: list[Path], args: argparse.Namespace) -> dict[Path, l
     return groups
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from xanesnet.io.structures import find_structure_files
+    from xanesnet.simulate import simulate
+
+    files = find_structure_files(args.paths)
+    if not files:
+        raise XanesnetError("no structure files found in " + ", ".join(args.paths))
+    summary = simulate(files, args.out, spectrum=args.spectrum, workers=args.workers, scheduler=args.scheduler,
+                       timeout=args.timeout, absorber=args.absorber, progress=not args.no_progress,
+                       retry_failed=args.retry_failed)
+    print(summary)
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from xanesnet.pipeline import evaluate_model, write_json
 
-    metrics, _, _ = evaluate_model(args.model, args.xyz, args.spectra, heldout_only=args.heldout, absorber=args.absorber,
-                                   spectrum_format=args.spectrum_format, progress=not args.no_progress)
+    metrics, pred, data = evaluate_model(args.model, args.xyz, args.spectra, heldout_only=args.heldout, absorber=args.absorber,
+                                         spectrum_format=args.spectrum_format, mc_samples=args.mc_samples,
+                                         progress=not args.no_progress)
     if args.json:
         write_json(args.json, metrics)
+    if args.plot:
+        from xanesnet.analysis.plots import plot_evaluation
+
+        plot_evaluation(data.energy, data.y, pred.mean, data.ids, Path(args.plot) / "evaluation", std=pred.std,
+                        label=f"{Path(args.model).name}, {'held-out' if args.heldout else 'all'} molecules")
     width = max(map(len, metrics))
     for k, v in metrics.items():
         print(f"{k:<{width}}  {v:.6g}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+    return 0
+
+
+def cmd_importance(args: argparse.Namespace) -> int:
+    from xanesnet.analysis.importance import importance_from_files, write_importance
+    from xanesnet.analysis.plots import plot_importance
+    from xanesnet.data.dataset import default_cache_path
+
+    result = importance_from_files(args.model, args.xyz, args.spectra, windows=args.windows, groups=args.groups,
+                                   n_repeats=args.repeats, seed=args.seed, max_samples=args.max_samples, heldout=args.heldout,
+                                   absorber=args.absorber, spectrum_format=args.spectrum_format,
+                                   cache=None if args.no_cache else (args.cache or default_cache_path()),
+                                   progress=not args.no_progress)
+    write_importance(result, args.out)
+    plot_importance(result, Path(args.out) / "importance")
+    print(f"permutation importance of {len(result.feature_names)} features, {len(result.group_columns)} groups on "
+          f"{len(result.ids)} molecules ({result.reference} as reference), {result.n_repeats} repeats, seed {result.seed}")
+    for w in result.windows:
+        top = ", ".join(f"{name} {mean:.3g}" for name, mean, _ in result.ranking(w.name, "groups")[:4])
+        print(f"  {w.name} ({w.e_min:g}-{w.e_max:g} eV, baseline MSE {result.baseline_mse[w.name]:.3g}): {top}")
+    print(f"wrote {args.out}/importance_features.csv, importance_groups.csv, importance.json, importance.png, importance.svg")
     return 0
 
 

@@ -39,6 +39,9 @@ class TrainingSettings:
     target_transform
         ``standardize`` (per energy point), ``none``, or ``pca:K`` (K principal
         components of the standardised spectra).
+    calibration
+        How sigma is calibrated on the validation split: ``scalar`` or
+        ``energy`` (a smooth factor per energy point).
     """
 
     epochs: int = 1000
@@ -46,10 +49,11 @@ class TrainingSettings:
     lr: float = 1e-3
     weight_decay: float = 0.0
     val_fraction: float = 0.1
-    patience: int = 80
-    ensemble: int = 1
+    patience: int = 50
+    ensemble: int = 5
     bootstrap: bool = False
     target_transform: str = "standardize"
+    calibration: str = "scalar"
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.ensemble < 1 or self.patience < 1:
@@ -61,7 +65,7 @@ class TrainingSettings:
 
 
 def default_model_settings() -> dict[str, Any]:
-    return {"kind": "mlp", "hidden": [512, 512], "activation": "silu", "dropout": 0.0}
+    return {"kind": "mlp", "hidden": [512, 512], "activation": "silu", "dropout": 0.1}
 
 
 def default_descriptor_settings() -> dict[str, Any]:

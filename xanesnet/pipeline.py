@@ -29,6 +29,7 @@ from xanesnet.data.dataset import (
 )
 from xanesnet.descriptors import descriptor_from_dict
 from xanesnet.errors import XanesnetError
+from xanesnet.io.structures import resolve_absorber
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,43 @@ def build_training_set(xyz_dir: str | os.PathLike, spectra_dir: str | os.PathLik
     spectra = [p for s, p in zip(pairing.stems, pairing.spectra) if s in kept]
     energy, y = load_spectra(spectra, fmt=spectrum_format, process=_spectrum_processor(config), progress=progress)
     return TrainingSet(ids=feats.ids, x=feats.x, y=y, energy=energy, pairing=pairing, skipped=feats.skipped)
+
+
+def build_training_set_from_simulations(dataset: str | os.PathLike, config: Config, *, target: str = "xanes",
+                                        absorber: int | str | None = None, elements: Sequence[str] | None = None,
+                                        skip_bad: bool = False, progress: bool = False) -> TrainingSet:
+    """Features and processed spectra from an ``xanesnet simulate`` HDF5 data set.
+
+    ``elements`` keeps only molecules whose absorber is one of these elements
+    (e.g. ``["Fe"]``); FEFF spectra come on per-molecule grids, so the config's
+    ``spectra`` section should set a common ``grid``.
+    """
+    from ase.data import chemical_symbols
+
+    from xanesnet.data.dataset import stack_spectra
+    from xanesnet.simulate import read_simulations
+
+    descriptor = descriptor_from_dict(config.descriptor)
+    ids, rows, spectra, skipped = [], [], [], []
+    wanted = None if elements is None else {e.capitalize() for e in elements}
+    for sim in read_simulations(dataset, spectrum=target):
+        s = sim.structure
+        a = sim.absorber if absorber is None else resolve_absorber(s, absorber)
+        if wanted is not None and chemical_symbols[s.numbers[a]] not in wanted:
+            continue
+        try:
+            rows.append(descriptor.create(s, a))
+        except XanesnetError as exc:
+            if not skip_bad:
+                raise
+            skipped.append((s.name, str(exc)))
+            continue
+        ids.append(s.name)
+        spectra.append(sim.spectrum)
+    if not ids:
+        raise XanesnetError(f"no {target} spectra{' for ' + ', '.join(sorted(wanted)) if wanted else ''} in the data set", path=dataset)
+    energy, y = stack_spectra(spectra, process=_spectrum_processor(config))
+    return TrainingSet(ids=ids, x=np.vstack(rows), y=y, energy=energy, skipped=skipped)
 
 
 def load_feature_file(path: str | os.PathLike) -> TrainingSet:
@@ -113,17 +151,49 @@ def train_model(data: TrainingSet, config: Config, out: str | os.PathLike, *, ho
         "history": trained.history,
         **(metadata or {}),
     }
-    if test.any():
-        from xanesnet.predict import Predictor
-        from xanesnet.bundle import Bundle
-        from xanesnet.analysis.metrics import evaluate_spectra
+    from xanesnet.bundle import Bundle
+    from xanesnet.predict import Predictor
 
-        pred = Predictor(Bundle(path=None, config=saved, members=trained.members)).predict_features(x[test])
+    predictor = Predictor(Bundle(path=None, config=saved, members=trained.members))
+    fit_x, fit_y = x[~test], y[~test]
+    saved["uncertainty"] = calibrate(predictor, fit_x[trained.val_index], fit_y[trained.val_index], spread=fit_y.std(0),
+                                     kind=config.training.calibration)
+    if test.any():
         saved["holdout"] = {"fraction": holdout, "rule": "sha256(name) mod 1000 < 1000*fraction",
                             "ids": [i for i, t in zip(ids, test) if t]}
-        saved["holdout_metrics"] = evaluate_spectra(data.energy, y[test], pred.mean)
+        saved["holdout_metrics"] = score_predictions(predictor.predict_features(x[test]), y[test])
     save_bundle(out, saved, trained.members)
     return saved
+
+
+def calibrate(predictor, x_val: np.ndarray, y_val: np.ndarray, *, spread: np.ndarray, kind: str = "scalar") -> dict[str, Any]:
+    """Calibration and trust threshold, per prediction mode the model supports, fitted on validation data."""
+    from xanesnet.uncertainty import fit_calibration, fit_trust, uncertainty_score
+
+    spread = np.where(spread > 0, spread, 1.0)
+    out: dict[str, Any] = {"spread": spread.tolist(), "calibration": {}, "trust": {}, "n_validation": int(len(x_val))}
+    if predictor.has_variance:
+        modes = ["predictive"]
+    else:
+        modes = (["ensemble"] if len(predictor.bundle.members) > 1 else []) + (["mc"] if predictor.has_dropout else [])
+    for mode in modes:
+        pred = predictor.predict_features(x_val, mc_samples=20 if mode == "mc" else None, calibrate=False)
+        cal = fit_calibration(y_val, pred.mean, pred.std, kind=kind)
+        out["calibration"][mode] = cal
+        out["trust"][mode] = fit_trust(uncertainty_score(pred.std * np.asarray(cal["scale"]), spread))
+    return out
+
+
+def score_predictions(pred, y_true: np.ndarray) -> dict[str, Any]:
+    """Accuracy metrics, plus coverage and sigma-error correlation when the prediction has an error bar."""
+    from xanesnet.analysis.metrics import evaluate_spectra
+    from xanesnet.uncertainty import uncertainty_metrics
+
+    metrics = evaluate_spectra(pred.energy, y_true, pred.mean)
+    if pred.trusted is not None:
+        metrics.update(uncertainty_metrics(y_true, pred.mean, pred.std))
+        metrics["trusted_fraction"] = float(np.mean(pred.trusted))
+    return metrics
 
 
 def model_config(trained, energy: np.ndarray, feature_names: list[str]) -> dict[str, Any]:
@@ -183,9 +253,9 @@ def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
 
 def evaluate_model(model: str | os.PathLike, xyz_dir: str | os.PathLike, spectra_dir: str | os.PathLike, *,
                    heldout_only: bool = False, absorber: int | str | None = None,
-                   spectrum_format: str | None = None, progress: bool = False) -> tuple[dict[str, Any], Any, TrainingSet]:
+                   spectrum_format: str | None = None, mc_samples: int | None = None,
+                   progress: bool = False) -> tuple[dict[str, Any], Any, TrainingSet]:
     """Metrics of a saved model on paired structures and spectra (the held-out split only, if asked)."""
-    from xanesnet.analysis.metrics import evaluate_spectra
     from xanesnet.predict import Predictor
 
     predictor = Predictor.from_bundle(model)
@@ -205,8 +275,8 @@ def evaluate_model(model: str | os.PathLike, xyz_dir: str | os.PathLike, spectra
         raise XanesnetError(f"the spectra's grid ({data.energy[0]:g}-{data.energy[-1]:g} eV, {len(data.energy)} points) is not "
                             f"the model's ({predictor.energy[0]:g}-{predictor.energy[-1]:g} eV, {len(predictor.energy)} points)",
                             path=spectra_dir)
-    pred = predictor.predict_features(data.x, ids=data.ids)
-    return evaluate_spectra(data.energy, data.y, pred.mean), pred, data
+    pred = predictor.predict_features(data.x, ids=data.ids, mc_samples=mc_samples)
+    return score_predictions(pred, data.y), pred, data
 
 
 def write_json(path: str | os.PathLike, data: Any) -> Path:

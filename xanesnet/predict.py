@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass
@@ -24,13 +25,25 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Prediction:
-    """Predicted spectra: ensemble mean and standard deviation per energy point (eV)."""
+    """Predicted spectra: mean and calibrated standard deviation per energy point (eV), and trust.
+
+    ``samples`` holds one row per ensemble member (times dropout draws);
+    ``score`` is the scalar uncertainty of each spectrum and ``trusted`` is
+    ``score <= threshold`` (``None`` where the model gives no uncertainty).
+    """
 
     ids: list[str]
     energy: np.ndarray
     mean: np.ndarray
     std: np.ndarray
-    samples: np.ndarray  # (n_samples, n, points): one row per member (and dropout draw)
+    samples: np.ndarray
+    mode: str | None = None
+    score: np.ndarray | None = None
+    trusted: np.ndarray | None = None
+    threshold: float | None = None
+
+
+DEFAULT_MC_SAMPLES = 20
 
 
 class Predictor:
@@ -45,23 +58,87 @@ class Predictor:
     def from_bundle(cls, path: str | os.PathLike) -> "Predictor":
         return cls(load_bundle(path))
 
-    def predict_features(self, x: np.ndarray, *, ids: Sequence[str] | None = None, batch_size: int = 4096) -> Prediction:
-        """Spectra from descriptor vectors (n, n_features)."""
+    @property
+    def has_dropout(self) -> bool:
+        return float(self.bundle.config["model"].get("dropout", 0.0)) > 0.0
+
+    def default_mode(self) -> str | None:
+        """``ensemble`` for several members, ``mc`` for one member with dropout, else ``None`` (no error bar)."""
+        if len(self.bundle.members) > 1:
+            return "ensemble"
+        return "mc" if self.has_dropout else None
+
+    def predict_features(self, x: np.ndarray, *, ids: Sequence[str] | None = None, mc_samples: int | None = None,
+                         batch_size: int = 4096, calibrate: bool = True) -> Prediction:
+        """Spectra from descriptor vectors (n, n_features).
+
+        ``mc_samples`` draws that many dropout masks per member (MC dropout,
+        combinable with an ensemble); by default a single-member model with
+        dropout uses 20 and an ensemble none.
+        """
         import torch
+
+        from xanesnet.uncertainty import mc_dropout
 
         x = np.atleast_2d(np.asarray(x, dtype=np.float64))
         n_feat = len(self.bundle.config["feature_names"])
         if x.shape[1] != n_feat:
             raise XanesnetError(f"features have {x.shape[1]} columns but the model expects {n_feat}")
+        if self.has_variance:
+            return self._predict_with_variance(x, ids=ids, calibrate=calibrate)
+        mode = "mc" if mc_samples else self.default_mode()
+        if mode == "mc" and not self.has_dropout:
+            raise XanesnetError("--mc-samples needs a model trained with dropout > 0", path=self.bundle.path)
+        draws = (mc_samples or DEFAULT_MC_SAMPLES) if mode == "mc" else 1
         xs = torch.as_tensor(self.bundle.x_scaler.transform(x), dtype=torch.float32)
         tf = self.bundle.y_transform
-        samples = np.empty((len(self.bundle.members), len(x), len(self.energy)))
+        samples = np.empty((len(self.bundle.members) * draws, len(x), len(self.energy)))
+        torch.manual_seed(int(self.bundle.config.get("seed") or 0))  # dropout masks are reproducible
         with torch.inference_mode():
             for m, net in enumerate(self.bundle.members):
-                z = torch.cat([net(b) for b in xs.split(batch_size)]) if len(xs) else torch.empty(0, 0)
-                samples[m] = tf.inverse_transform(z.numpy().astype(np.float64))
+                ctx = mc_dropout(net) if mode == "mc" else contextlib.nullcontext()
+                with ctx:
+                    for d in range(draws):
+                        z = torch.cat([net(b) for b in xs.split(batch_size)]) if len(xs) else torch.empty(0, 0)
+                        samples[m * draws + d] = tf.inverse_transform(z.numpy().astype(np.float64))
         ids = list(ids) if ids is not None else [str(i) for i in range(len(x))]
-        return Prediction(ids=ids, energy=self.energy, mean=samples.mean(0), std=samples.std(0), samples=samples)
+        pred = Prediction(ids=ids, energy=self.energy, mean=samples.mean(0), std=samples.std(0), samples=samples, mode=mode)
+        return self._calibrated(pred) if calibrate else pred
+
+    @property
+    def has_variance(self) -> bool:
+        return hasattr(self.bundle.members[0], "forward_with_var")
+
+    def _predict_with_variance(self, x: np.ndarray, *, ids: Sequence[str] | None, calibrate: bool) -> Prediction:
+        """Models with their own predictive variance (the Gaussian process): total variance over members."""
+        import torch
+
+        xs = torch.as_tensor(self.bundle.x_scaler.transform(x), dtype=torch.float64)
+        tf = self.bundle.y_transform
+        means, variances = [], []
+        with torch.inference_mode():
+            for net in self.bundle.members:
+                m, v = net.forward_with_var(xs)
+                means.append(tf.inverse_transform(m.numpy()))
+                variances.append(tf.inverse_variance(v.numpy()))
+        samples = np.array(means)
+        std = np.sqrt(samples.var(0) + np.mean(variances, axis=0))
+        ids = list(ids) if ids is not None else [str(i) for i in range(len(x))]
+        pred = Prediction(ids=ids, energy=self.energy, mean=samples.mean(0), std=std, samples=samples, mode="predictive")
+        return self._calibrated(pred) if calibrate else pred
+
+    def _calibrated(self, pred: Prediction) -> Prediction:
+        """Apply the saved calibration and trust threshold of the prediction's mode, if any."""
+        from xanesnet.uncertainty import apply_calibration, uncertainty_score
+
+        mode = pred.mode
+        unc = self.bundle.config.get("uncertainty", {})
+        if mode is not None and mode in unc.get("calibration", {}):
+            pred.std = apply_calibration(pred.std, unc["calibration"][mode])
+            pred.score = uncertainty_score(pred.std, np.asarray(unc["spread"], float))
+            pred.threshold = float(unc["trust"][mode]["threshold"])
+            pred.trusted = pred.score <= pred.threshold
+        return pred
 
     def predict(self, structures: Sequence[Structure], *, absorber: int | str | None = None) -> Prediction:
         """Spectra of parsed structures."""
@@ -69,12 +146,13 @@ class Predictor:
         return self.predict_features(x, ids=[s.name for s in structures])
 
     def predict_files(self, paths: Sequence[str | os.PathLike], *, absorber: int | str | None = None,
-                      skip_bad: bool = False, progress: bool = False) -> tuple[Prediction, list[tuple[str, str]]]:
+                      skip_bad: bool = False, progress: bool = False, mc_samples: int | None = None
+                      ) -> tuple[Prediction, list[tuple[str, str]]]:
         """Spectra of structure files; returns the prediction and the skipped files with reasons."""
         from xanesnet.data.dataset import featurize_files
 
         feats = featurize_files(paths, self.descriptor, absorber=absorber, skip_bad=skip_bad, progress=progress)
-        return self.predict_features(feats.x, ids=feats.ids), feats.skipped
+        return self.predict_features(feats.x, ids=feats.ids, mc_samples=mc_samples), feats.skipped
 
 
 def write_spectra(prediction: Prediction, out_dir: str | os.PathLike) -> list[Path]:
@@ -86,7 +164,9 @@ def write_spectra(prediction: Prediction, out_dir: str | os.PathLike) -> list[Pa
         path = out_dir / f"{name}.txt"
         table = np.column_stack([prediction.energy, prediction.mean[i], prediction.std[i]])
         tmp = path.with_name(f".{path.name}.tmp")
-        np.savetxt(tmp, table, fmt="%.4f %.8e %.8e", header=f"{name}\nenergy_eV intensity std")
+        trust = "" if prediction.trusted is None else \
+            f" | uncertainty_score = {prediction.score[i]:.4g} | trusted = {str(bool(prediction.trusted[i])).lower()}"
+        np.savetxt(tmp, table, fmt="%.4f %.8e %.8e", header=f"{name}{trust}\nenergy_eV intensity std")
         os.replace(tmp, path)
         written.append(path)
     return written

@@ -89,7 +89,12 @@ def train(x: np.ndarray, y: np.ndarray, config: Config, *, progress: bool = True
             idx = np.sort(np.random.default_rng(member_seed).choice(train_idx, size=len(train_idx), replace=True))
         seed_everything(member_seed)
         net = build_model(config.model, n_in=x.shape[1], n_out=ys.shape[1])
-        log = _fit_one(net, xs[idx], ys[idx], xs[val_idx], ys[val_idx], settings, seed=member_seed, progress=progress)
+        if hasattr(net, "fit_exact"):  # closed-form models (the Gaussian process)
+            log = net.fit_exact(xs[idx], ys[idx], seed=member_seed)
+            with torch.no_grad():
+                log.update(best_val_loss=nn.functional.mse_loss(net(xs[val_idx]), ys[val_idx]).item(), best_epoch=0)
+        else:
+            log = _fit_one(net, xs[idx], ys[idx], xs[val_idx], ys[val_idx], settings, seed=member_seed, progress=progress)
         members.append(net)
         history.append({"member": m, "seed": member_seed, **log})
         logger.info("member %d: best val loss %.5f at epoch %d", m, log["best_val_loss"], log["best_epoch"])

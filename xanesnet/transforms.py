@@ -34,9 +34,9 @@ class Standardizer:
     def inverse_transform(self, z: np.ndarray) -> np.ndarray:
         return z * self.std_ + self.mean_
 
-    def inverse_scale(self) -> np.ndarray:
-        """Factor that maps a standard deviation in transformed space back, per column."""
-        return self.std_
+    def inverse_variance(self, var: np.ndarray) -> np.ndarray:
+        """Variance in the original space of independent errors with variance ``var`` in transformed space."""
+        return var * self.std_**2
 
     def state(self) -> dict[str, Any]:
         return {"kind": self.kind, "mean": self.mean_.tolist(), "std": self.std_.tolist()}
@@ -81,6 +81,9 @@ class PCA:
 
     def inverse_transform(self, c: np.ndarray) -> np.ndarray:
         return self.scaler_.inverse_transform(c @ self.components_)
+
+    def inverse_variance(self, var: np.ndarray) -> np.ndarray:
+        return self.scaler_.inverse_variance(var @ self.components_**2)
 
     def state(self) -> dict[str, Any]:
         return {"kind": self.kind, "n_components": self.n_components, "scaler": self.scaler_.state(),

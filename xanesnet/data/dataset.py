@@ -13,7 +13,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -206,17 +206,23 @@ def default_cache_path() -> Path:
 def load_spectra(paths: Sequence[str | os.PathLike], *, fmt: str | None = None,
                  process: Callable[[Spectrum], Spectrum] | None = None,
                  progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Energy grid and stacked intensities (n, points) of spectra that share one grid.
+    """Energy grid and stacked intensities (n, points) of spectrum files that share one grid.
 
     ``process`` (e.g. broadening and resampling) is applied to each spectrum
     first; without it, every file must already be on the first file's grid.
     """
     from tqdm.auto import tqdm
 
+    files = tqdm(list(paths), desc="spectra", unit="file", disable=not progress, leave=False)
+    return stack_spectra((read_spectrum(p, fmt=fmt) for p in files), process=process)
+
+
+def stack_spectra(spectra: Iterable[Spectrum], *, process: Callable[[Spectrum], Spectrum] | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Energy grid and stacked intensities of spectra that share one grid (after ``process``)."""
     energy = None
     rows = []
-    for p in tqdm(list(paths), desc="spectra", unit="file", disable=not progress, leave=False):
-        spec = read_spectrum(p, fmt=fmt)
+    for spec in spectra:
         if process is not None:
             spec = process(spec)
         if energy is None:
@@ -224,7 +230,8 @@ def load_spectra(paths: Sequence[str | os.PathLike], *, fmt: str | None = None,
         elif len(spec.energy) != len(energy) or not np.allclose(spec.energy, energy, rtol=0, atol=1e-6 * max(1.0, float(np.abs(energy).max()))):
             raise XanesnetError(
                 f"energy grid differs from the first spectrum's ({len(spec.energy)} points {spec.energy[0]:g}-{spec.energy[-1]:g} eV "
-                f"vs {len(energy)} points {energy[0]:g}-{energy[-1]:g} eV); resample onto a common grid (--grid)", path=p)
+                f"vs {len(energy)} points {energy[0]:g}-{energy[-1]:g} eV); resample onto a common grid (--grid)",
+                path=spec.source or spec.name)
         rows.append(spec.intensity)
     if energy is None:
         raise XanesnetError("no spectra to read")

@@ -27,8 +27,8 @@ Formats
     ``Energy TotalSpectrum ...``, then columns (energy in eV; intensity from
     ``TotalSpectrum``/``Intensity`` if named, else the second column).
 ``two-column``
-    Anything else with numeric ``energy intensity`` rows after optional
-    header lines.
+    Anything else that is header lines followed by numeric
+    ``energy intensity ...`` rows.
 """
 
 from __future__ import annotations
@@ -172,7 +172,10 @@ def read_two_column(path: Path) -> Spectrum:
 
 
 def _sniff_two_column(lines: list[str]) -> bool:
-    return any(_is_numeric_row(ln) for ln in lines)
+    """Header lines, then only numeric rows (blank and ``#`` lines aside)."""
+    body = [ln for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    first = next((k for k, ln in enumerate(body) if _is_numeric_row(ln)), None)
+    return first is not None and all(_is_numeric_row(ln) for ln in body[first:])
 
 
 # --------------------------------------------------------------------------- FDMNES

@@ -8,10 +8,13 @@ from __future__ import annotations
 from typing import Any
 
 from xanesnet.errors import XanesnetError
+from xanesnet.models.gpr import GPR
 from xanesnet.models.mlp import MLP
 
 #: Model kind -> torch module class. Register a new model here and nowhere else.
-MODELS: dict[str, type] = {MLP.kind: MLP}
+#: A module with ``fit_exact(x, y, seed=)`` is fitted in closed form instead of
+#: by gradient descent; one with ``forward_with_var(x)`` gives its own variance.
+MODELS: dict[str, type] = {MLP.kind: MLP, GPR.kind: GPR}
 
 
 def build_model(settings: dict[str, Any], *, n_in: int, n_out: int):
@@ -23,4 +26,4 @@ def build_model(settings: dict[str, Any], *, n_in: int, n_out: int):
     return MODELS[kind](n_in=n_in, n_out=n_out, **settings)
 
 
-__all__ = ["MODELS", "MLP", "build_model"]
+__all__ = ["MODELS", "MLP", "GPR", "build_model"]

@@ -18,11 +18,13 @@ import contextlib
 import dataclasses
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
@@ -242,7 +244,8 @@ def simulate_molecule(structure: Structure, *, absorber: int | str | None = None
     except XanesnetError as exc:
         result.error = str(exc)
         return result
-    with tempfile.TemporaryDirectory(prefix="xanesnet-feff-") as work_dir, (_silenced_fds() if quiet else contextlib.nullcontext()):
+    _remove_stale_work_dirs()
+    with tempfile.TemporaryDirectory(prefix=f"{_WORK_PREFIX}{os.getpid()}-") as work_dir, (_silenced_fds() if quiet else contextlib.nullcontext()):
         have_potentials = False
         for kind in wanted:
             stages = None
@@ -267,6 +270,28 @@ def simulate_molecule(structure: Structure, *, absorber: int | str | None = None
             have_potentials = True
     logger.debug("%s: %s in %s", structure.name, "failed" if result.error else "done", result.seconds)
     return result
+
+
+_WORK_PREFIX = "xanesnet-feff-"
+_stale_checked = False
+
+
+def _remove_stale_work_dirs() -> None:
+    """Once per process, delete FEFF work directories left by killed processes (their pid is gone)."""
+    global _stale_checked
+    if _stale_checked:
+        return
+    _stale_checked = True
+    for path in Path(tempfile.gettempdir()).glob(f"{_WORK_PREFIX}*-*"):
+        pid = path.name[len(_WORK_PREFIX):].split("-")[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            pass  # alive but not ours
 
 
 def _check_table(table: np.ndarray) -> None:

@@ -55,9 +55,13 @@ def simulate(paths: list[str | os.PathLike] | str | os.PathLike, out_h5: str | o
         ``"xanes"``, ``"xes"`` or ``"both"``.
     workers
         Worker processes on this machine (ignored when ``scheduler`` is given).
+        They are started with ``spawn``: a script calling :func:`simulate`
+        needs the usual ``if __name__ == "__main__":`` guard.
     scheduler
         Run on a Dask cluster instead: a scheduler address, a
         ``distributed.Client`` or a cluster object such as ``LocalCluster``.
+        Workers need xanesnet and feff10 installed; structures are sent to
+        them, so they need not see the input files.
     timeout
         Time limit (s) for each FEFF stage; overrides ``settings.timeout``.
     absorber
@@ -124,6 +128,7 @@ def simulate(paths: list[str | os.PathLike] | str | os.PathLike, out_h5: str | o
                 result = MoleculeResult(name=name, absorber=-1, error=str(exc))
                 store.write_part(out_h5, result, structure, source=str(path))
                 summary.failed[name] = str(exc)
+                logger.warning("%s", exc)
                 pending_merge += 1
                 continue
             todo.append((path, structure))

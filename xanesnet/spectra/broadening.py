@@ -46,7 +46,7 @@ BROADENING_KINDS = ("lorentzian", "arctangent")
 #: Where ``ef`` is measured from: absolute eV, ``meta["e_edge"]`` (FDMNES's
 #: tabulated edge) or ``meta["e_fermi"]`` (the code's own Fermi level).
 EF_REFERENCES = ("absolute", "edge", "fermi")
-#: Output rows per block when building the kernel (bounds memory for long spectra).
+#: Kernel elements (output energies x input intervals) built at a time; bounds memory for long spectra.
 _BLOCK_ELEMENTS = 2_000_000
 
 
@@ -121,8 +121,12 @@ def broadening_from_json(value: Any, source: str | os.PathLike | None = None) ->
     if value is None:
         return None
     if isinstance(value, str):
+        if value == "arctangent":  # the kind alone: default widths, rising from the file's own Fermi level
+            return BroadeningSettings(kind=value, ef=0.0, ef_reference="fermi")
+        if value in BROADENING_KINDS:
+            return BroadeningSettings(kind=value)
         if value not in BROADENING_PRESETS:
-            raise XanesnetError(f"unknown broadening preset {value!r}; known: {', '.join(BROADENING_PRESETS)}", path=source)
+            raise XanesnetError(f"unknown broadening {value!r}; known: {', '.join([*BROADENING_PRESETS, *BROADENING_KINDS])}", path=source)
         return BROADENING_PRESETS[value]
     return BroadeningSettings.from_dict(value, source=source)
 
@@ -135,7 +139,8 @@ def arctangent_width(energy: np.ndarray, *, width: float, width_max: float, ec: 
     out = np.full(energy.shape, float(width))
     above = e > 0
     ea = e[above]
-    out[above] = width + width_max * (0.5 + np.arctan(np.pi / 3 * width_max / el * (ea - 1 / ea**2)) / np.pi)
+    with np.errstate(over="ignore"):
+        out[above] = width + width_max * (0.5 + np.arctan(np.pi / 3 * width_max / el * (ea - 1 / ea**2)) / np.pi)
     return out
 
 

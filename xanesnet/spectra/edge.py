@@ -161,7 +161,8 @@ def fit_edge_step(spectrum: Spectrum, *, e0: float, settings: NormalisationSetti
     spectrum = validated(spectrum)
     e, y = spectrum.energy, spectrum.intensity
     fits = []
-    for label, (lo, hi), order in (("pre-edge", settings.pre_edge, settings.pre_order), ("post-edge", settings.post_edge, settings.post_order)):
+    windows = (("pre-edge", settings.pre_edge, settings.pre_order), ("post-edge", settings.post_edge, settings.post_order))
+    for label, (lo, hi), order in windows:
         inside = (e >= e0 + lo) & (e <= e0 + hi)
         need = order + 1
         if inside.sum() < need:

@@ -8,12 +8,13 @@ JSON form of :class:`ProcessSettings` (every key optional; defaults below)::
      "normalisation": {"pre_edge": [-30, -10], "pre_order": 0, "post_edge": [10, 50], "post_order": 0} | null,
      "grid": "relative:-15:60:226" | {"kind": ..., "start": ..., "stop": ..., "n": ...} | null,
      "method": "linear",
-     "step": 0.1}
+     "step": 0.2}
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -25,6 +26,8 @@ from xanesnet.spectra._settings import Settings, choice, number, set_fields
 from xanesnet.spectra.broadening import BroadeningSettings, broaden, broadening_from_json
 from xanesnet.spectra.edge import EdgeSettings, NormalisationSettings, edge_energy, fit_edge_step
 from xanesnet.spectra.grid import RESAMPLE_METHODS, EnergyGrid, grid_from_json, interpolate, on_grid, target_energies
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,7 @@ class ProcessSettings(Settings):
     normalisation: NormalisationSettings | None = None
     grid: EnergyGrid | None = None
     method: str = "linear"
-    step: float = 0.1
+    step: float = 0.2
 
     def __post_init__(self) -> None:
         s = self.section
@@ -82,7 +85,7 @@ class ProcessSettings(Settings):
         if name == "grid":
             return grid_from_json(value, source)
         if name == "edge":
-            return EdgeSettings.from_dict(value, source=source)
+            return None if value is None else EdgeSettings.from_dict(value, source=source)
         if name == "normalisation":
             return None if value is None else NormalisationSettings.from_dict(value, source=source)
         return value
@@ -100,34 +103,42 @@ def process(spectrum: Spectrum, settings: ProcessSettings | Mapping[str, Any] | 
     """
     settings = ProcessSettings.from_dict(settings or {})
     raw = validated(spectrum)
+    grid, shift = settings.grid, settings.shift
+    fixed = grid is not None and not grid.relative  # target energies known before E0
+    if fixed:
+        target = target_energies(_shifted(raw, shift), grid, None)
     work = raw
     if settings.broadening is not None:
         n = int(np.floor((raw.energy[-1] - raw.energy[0]) / settings.step)) + 1
-        working = raw.energy[0] + settings.step * np.arange(n)
-        if working[-1] < raw.energy[-1]:
-            working = np.append(working, raw.energy[-1])
+        working = np.union1d(raw.energy[0] + settings.step * np.arange(n), raw.energy[[-1]])
+        if fixed:
+            working = np.union1d(working, target - shift)
         work = broaden(raw, settings.broadening, energy=working)
-    if settings.shift:
-        work = _shifted(work, settings.shift)
+    work = _shifted(work, shift)
     e0 = edge_energy(work, settings.edge)
+    logger.debug("%s: E0 = %.3f eV", raw.name, e0)
     step_fit = None if settings.normalisation is None else fit_edge_step(work, e0=e0, settings=settings.normalisation)
-    meta = {**work.meta, "e0": e0}
-    if settings.grid is None:
-        values, out = work.intensity, dataclasses.replace(work, meta=meta, e0=e0)
-        energy = work.energy
+    if grid is None:
+        energy, values = work.energy, work.intensity
+        out = dataclasses.replace(work, e0=e0)
     else:
-        energy = target_energies(work, settings.grid, e0)
-        if settings.broadening is not None:
-            values = broaden(raw, settings.broadening, energy=energy - settings.shift).intensity
+        energy = target if fixed else target_energies(work, grid, e0)
+        if settings.broadening is not None and not fixed:
+            values = broaden(raw, settings.broadening, energy=energy - shift).intensity
+        elif settings.broadening is not None:
+            values = np.interp(energy, work.energy, work.intensity)  # grid points are among the evaluated ones
         else:
             values = interpolate(work.energy, work.intensity, energy, method=settings.method)
-        out = on_grid(dataclasses.replace(work, meta=meta), settings.grid, values, e0=e0)
+        out = on_grid(work, grid, values, e0=e0)
     if step_fit is not None:
-        out = dataclasses.replace(out, intensity=step_fit.apply(energy, values), meta={**out.meta, "edge_step": step_fit.step})
+        out = dataclasses.replace(out, intensity=step_fit.apply(energy, values),
+                                  meta={**out.meta, "edge_step": step_fit.step})
     return out
 
 
 def _shifted(spectrum: Spectrum, shift: float) -> Spectrum:
+    if not shift:
+        return spectrum
     meta = dict(spectrum.meta)
     for key in ("e_edge", "e_fermi"):
         if key in meta:

@@ -1,0 +1,151 @@
+"""Ensemble spread, MC dropout, calibration, and the trust flag."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import EXAMPLES
+from test_training import quick_config, synthetic
+from torch import nn
+
+from xanesnet.bundle import load_bundle
+from xanesnet.errors import XanesnetError
+from xanesnet.pipeline import train_model
+from xanesnet.predict import Predictor
+from xanesnet.uncertainty import calibration_curve, coverage, fit_calibration, mc_dropout
+
+
+def test_ensemble_std_is_zero_for_identical_members_and_positive_otherwise(tmp_path):
+    data = synthetic()
+    train_model(data, quick_config(ensemble=3), tmp_path / "m", progress=False)
+    predictor = Predictor.from_bundle(tmp_path / "m")
+    assert np.all(predictor.predict_features(data.x).std > 0)
+    state = predictor.bundle.members[0].state_dict()
+    for net in predictor.bundle.members[1:]:
+        net.load_state_dict(state)
+    same = predictor.predict_features(data.x, calibrate=False)
+    assert np.all(same.std <= 1e-12 * np.abs(same.mean).max())  # zero up to float rounding of the mean
+
+
+def test_mc_dropout_samples_only_dropout_layers():
+    net = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Dropout(0.5), nn.Linear(8, 2))
+    net.eval()
+    with mc_dropout(net):
+        modes = {type(m).__name__: m.training for m in net.modules() if not isinstance(m, nn.Sequential)}
+        x = torch.randn(16, 4)
+        a, b = net(x), net(x)
+    assert modes == {"Linear": False, "BatchNorm1d": False, "Dropout": True}
+    assert not torch.allclose(a, b)  # masks differ between draws
+    assert not any(m.training for m in net.modules())  # restored afterwards
+
+
+def test_mc_dropout_needs_dropout(tmp_path):
+    data = synthetic()
+    train_model(data, quick_config(), tmp_path / "m", progress=False)
+    with pytest.raises(XanesnetError, match="--mc-samples needs a model trained with dropout > 0"):
+        Predictor.from_bundle(tmp_path / "m").predict_features(data.x, mc_samples=5)
+
+
+def test_mc_dropout_predictions_are_reproducible_and_combine_with_ensembles(tmp_path):
+    data = synthetic()
+    cfg = quick_config(ensemble=2)
+    cfg.model["dropout"] = 0.2
+    train_model(data, cfg, tmp_path / "m", progress=False)
+    predictor = Predictor.from_bundle(tmp_path / "m")
+    a = predictor.predict_features(data.x[:5], mc_samples=7)
+    b = predictor.predict_features(data.x[:5], mc_samples=7)
+    assert a.samples.shape == (14, 5, data.y.shape[1]) and a.mode == "mc"
+    np.testing.assert_array_equal(a.mean, b.mean)
+    assert np.all(a.std > 0)
+
+
+@pytest.mark.parametrize("true_scale", [0.5, 2.0, 3.0])
+def test_calibration_recovers_the_true_scale(true_scale):
+    rng = np.random.default_rng(1)
+    sigma = rng.uniform(0.5, 2.0, size=(4000, 10))
+    y = true_scale * sigma * rng.normal(size=sigma.shape)
+    cal = fit_calibration(y, np.zeros_like(y), sigma)
+    assert cal["scale"][0] == pytest.approx(true_scale, rel=0.03)
+    assert cal["coverage_1sigma"] == pytest.approx(0.683, abs=0.01)
+    assert cal["coverage_2sigma"] == pytest.approx(0.954, abs=0.01)
+
+
+def test_energy_calibration_follows_a_scale_that_varies_with_energy():
+    rng = np.random.default_rng(2)
+    scale = np.linspace(0.5, 3.0, 40)
+    sigma = np.ones((3000, 40))
+    y = scale * rng.normal(size=sigma.shape)
+    cal = fit_calibration(y, np.zeros_like(y), sigma, kind="energy")
+    np.testing.assert_allclose(cal["scale"][5:-5], scale[5:-5], rtol=0.08)
+
+
+def test_calibration_curve_is_diagonal_for_calibrated_errors():
+    rng = np.random.default_rng(3)
+    y = rng.normal(size=(2000, 20))
+    expected, observed = calibration_curve(y, np.zeros_like(y), np.ones_like(y))
+    np.testing.assert_allclose(observed, expected, atol=0.02)
+    assert coverage(y, 0 * y, 0 * y + 1, 2) == pytest.approx(0.954, abs=0.01)
+
+
+def test_calibration_needs_a_spread():
+    with pytest.raises(XanesnetError, match="calibration needs a positive predicted sigma"):
+        fit_calibration(np.ones((3, 4)), np.ones((3, 4)), np.zeros((3, 4)))
+
+
+def test_save_load_keeps_calibration_and_threshold(tmp_path):
+    data = synthetic()
+    saved = train_model(data, quick_config(ensemble=3), tmp_path / "m", progress=False)
+    unc = json.loads((tmp_path / "m" / "config.json").read_text())["uncertainty"]
+    assert unc == json.loads(json.dumps(saved["uncertainty"]))
+    assert unc["calibration"]["ensemble"]["scale"][0] > 0 and unc["trust"]["ensemble"]["threshold"] > 0
+    pred = Predictor.from_bundle(tmp_path / "m").predict_features(data.x)
+    raw = Predictor.from_bundle(tmp_path / "m").predict_features(data.x, calibrate=False)
+    np.testing.assert_allclose(pred.std, raw.std * unc["calibration"]["ensemble"]["scale"][0])
+    assert pred.threshold == unc["trust"]["ensemble"]["threshold"]
+    assert np.mean(pred.trusted) > 0.8  # in-domain data mostly trusted
+
+
+def test_trust_flag_in_cli_output(tmp_path, capsys):
+    from test_training import SMALL
+
+    from xanesnet.cli import main
+    from xanesnet.pipeline import TrainingSet
+
+    structures = [EXAMPLES / f for f in ("ferrocene.xyz", "hexacyanoferrate.xyz")]
+    from xanesnet.io.structures import read_structure
+
+    x = SMALL.featurize([read_structure(p) for p in structures])
+    rng = np.random.default_rng(0)
+    xs = np.repeat(x, 30, axis=0) * rng.normal(1, 0.01, size=(60, x.shape[1]))
+    energy = np.linspace(7100, 7160, 20)
+    y = np.tanh(xs[:, :2] @ rng.normal(size=(2, 20)) * 0.01) + 1
+    train_model(TrainingSet(ids=[f"m{i}" for i in range(60)], x=xs, y=y, energy=energy), quick_config(ensemble=3), tmp_path / "m",
+                progress=False)
+    assert main(["predict", "--model", str(tmp_path / "m"), str(structures[0]), "--out", str(tmp_path / "o"),
+                 "--json", str(tmp_path / "o.json")]) == 0
+    out, err = capsys.readouterr()
+    assert "uncertainty score" in out and ("trusted" in out)
+    entry = json.loads((tmp_path / "o.json").read_text())["ferrocene"]
+    assert entry["uncertainty_mode"] == "ensemble" and isinstance(entry["trusted"], bool)
+    header = (tmp_path / "o" / "ferrocene.txt").read_text().splitlines()[0]
+    assert "uncertainty_score = " in header and "trusted = " in header
+    # a far-out molecule: the flag trips and the CLI warns, naming it
+    assert main(["predict", "--model", str(tmp_path / "m"), str(EXAMPLES / "tetrachloroferrate.xyz"), "--out", str(tmp_path / "o2")]) == 0
+    out, err = capsys.readouterr()
+    assert "NOT trusted" in out and "warning: tetrachloroferrate: prediction NOT trusted" in err
+
+
+def test_gaussian_process_gives_calibrated_predictive_std(tmp_path):
+    data = synthetic(n=150)
+    cfg = quick_config()
+    cfg.model = {"kind": "gpr"}
+    saved = train_model(data, cfg, tmp_path / "gp", holdout=0.2, progress=False)
+    pred = Predictor.from_bundle(tmp_path / "gp").predict_features(data.x)
+    assert pred.mode == "predictive" and np.all(pred.std > 0) and pred.samples.shape[0] == 1
+    assert "predictive" in saved["uncertainty"]["calibration"]
+    # far from the training inputs the GP falls back to its prior: a much larger sigma
+    far = Predictor.from_bundle(tmp_path / "gp").predict_features(data.x[:5] + 50.0)
+    assert far.std.mean() > 3 * pred.std.mean()

@@ -1,0 +1,120 @@
+"""Uncertainty: MC dropout, calibration of the predicted standard deviation, and the trust flag.
+
+The raw spread of an ensemble (and of Monte-Carlo dropout draws) is not a
+calibrated error bar. On the validation split we fit a factor for sigma,
+scalar or smooth over energy, so that +-1 sigma and +-2 sigma cover 68% and
+95% of the reference points; predict applies it. Each prediction also gets a
+scalar uncertainty score (the calibrated sigma relative to the training
+spectra's spread, averaged over energy) and ``trusted = score <= threshold``,
+the threshold being a high quantile of the validation scores.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator
+
+import numpy as np
+
+from xanesnet.errors import XanesnetError
+
+COVERAGE_TARGETS = {1.0: 0.6827, 2.0: 0.9545}
+CALIBRATIONS = ("scalar", "energy")
+
+
+@contextlib.contextmanager
+def mc_dropout(net) -> Iterator[None]:
+    """Within the block only the dropout layers of ``net`` are in training mode (sampling masks)."""
+    from torch import nn
+
+    drops = [m for m in net.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
+    if not drops:
+        raise XanesnetError("MC dropout needs a model trained with dropout > 0")
+    net.eval()
+    for m in drops:
+        m.train()
+    try:
+        yield
+    finally:
+        net.eval()
+
+
+def coverage(y_true: np.ndarray, mean: np.ndarray, std: np.ndarray, k: float) -> float:
+    """Share of points with ``|y - mean| <= k * std``."""
+    return float(np.mean(np.abs(y_true - mean) <= k * std))
+
+
+def fit_calibration(y_true: np.ndarray, mean: np.ndarray, std: np.ndarray, *, kind: str = "scalar",
+                    smooth_points: int = 9) -> dict[str, Any]:
+    """Scale for sigma so that +-1 and +-2 sigma cover 68.3% and 95.4% of validation points.
+
+    ``kind="scalar"``: one factor for the whole grid, minimising the squared
+    coverage errors at 1 and 2 sigma over a log grid of factors.
+    ``kind="energy"``: the same per energy point, smoothed with a moving
+    average over ``smooth_points`` points.
+    """
+    if kind not in CALIBRATIONS:
+        raise XanesnetError(f"unknown calibration {kind!r}; known: {', '.join(CALIBRATIONS)}")
+    if not np.all(std > 0):
+        raise XanesnetError("calibration needs a positive predicted sigma: train an ensemble (--ensemble N) or with dropout")
+    z = np.abs(y_true - mean) / std  # (n, points)
+    factors = np.geomspace(0.05, 50.0, 800)
+
+    def best(zcol: np.ndarray) -> float:
+        err = sum((np.mean(zcol[..., None] <= k * factors, axis=tuple(range(zcol.ndim))) - target) ** 2
+                  for k, target in COVERAGE_TARGETS.items())
+        return float(factors[np.argmin(err)])
+
+    if kind == "scalar":
+        scale = np.array([best(z)])
+    else:
+        raw = np.array([best(z[:, j]) for j in range(z.shape[1])])
+        pad = smooth_points // 2
+        padded = np.pad(np.log(raw), pad, mode="edge")
+        scale = np.exp(np.convolve(padded, np.ones(smooth_points) / smooth_points, mode="valid"))
+    cal_std = std * scale
+    return {"kind": kind, "scale": scale.tolist(),
+            "coverage_1sigma_before": coverage(y_true, mean, std, 1), "coverage_2sigma_before": coverage(y_true, mean, std, 2),
+            "coverage_1sigma": coverage(y_true, mean, cal_std, 1), "coverage_2sigma": coverage(y_true, mean, cal_std, 2)}
+
+
+def apply_calibration(std: np.ndarray, calibration: dict[str, Any] | None) -> np.ndarray:
+    if not calibration:
+        return std
+    return std * np.asarray(calibration["scale"], float)
+
+
+def uncertainty_score(std: np.ndarray, spread: np.ndarray) -> np.ndarray:
+    """Per-spectrum score: calibrated sigma over the training spectra's std at each point, averaged over energy."""
+    return np.mean(std / spread, axis=-1)
+
+
+def fit_trust(scores: np.ndarray, *, quantile: float = 0.95) -> dict[str, Any]:
+    """Threshold on the uncertainty score: the validation scores' ``quantile``."""
+    return {"quantile": quantile, "threshold": float(np.quantile(scores, quantile)),
+            "validation_score_median": float(np.median(scores))}
+
+
+def sigma_error_spearman(y_true: np.ndarray, mean: np.ndarray, std: np.ndarray) -> float:
+    """Spearman correlation between each spectrum's mean sigma and its RMSE."""
+    from scipy.stats import spearmanr
+
+    rmse = np.sqrt(np.mean((y_true - mean) ** 2, axis=1))
+    return float(spearmanr(std.mean(axis=1), rmse).statistic)
+
+
+def uncertainty_metrics(y_true: np.ndarray, mean: np.ndarray, std: np.ndarray) -> dict[str, float]:
+    """Coverage of +-1 and +-2 sigma and the sigma-error rank correlation (keys as in ``xanesnet evaluate``)."""
+    return {"coverage_1sigma": coverage(y_true, mean, std, 1), "coverage_2sigma": coverage(y_true, mean, std, 2),
+            "sigma_error_spearman": sigma_error_spearman(y_true, mean, std)}
+
+
+def calibration_curve(y_true: np.ndarray, mean: np.ndarray, std: np.ndarray, n: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """Expected vs observed coverage of central Gaussian intervals at ``n`` levels."""
+    from scipy.stats import norm
+
+    expected = np.linspace(0.05, 0.99, n)
+    k = norm.ppf(0.5 + expected / 2)
+    z = np.abs(y_true - mean) / std
+    observed = np.array([np.mean(z <= kk) for kk in k])
+    return expected, observed
