@@ -16,7 +16,7 @@ OCTAHEDRON = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], 
 
 
 def write(name: str, formula: str, charge: int, spin: float, atoms: list[tuple[str, np.ndarray]]) -> None:
-    mnd = sum(0 < np.linalg.norm(x) < 2.6 for _, x in atoms)  # metal node degree: atoms bonded to the metal
+    mnd = sum(0 < np.linalg.norm(x) < 2.6 and s != "H" for s, x in atoms)  # metal node degree: atoms bonded to the metal
     lines = [str(len(atoms)), f"CSD_code = {name} | q = {charge} | S = {spin} | Stoichiometry = {formula} | MND = {mnd}"]
     lines += [f"{s:<2} {x:14.8f} {y:14.8f} {z:14.8f}" for s, (x, y, z) in atoms]
     (OUT / f"{name}.xyz").write_text("\n".join(lines) + "\n")
@@ -71,6 +71,85 @@ def iron_pentacarbonyl() -> None:
     write("iron_pentacarbonyl", "C5FeO5", 0, 0, atoms)
 
 
+TETRAHEDRON = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], float) / np.sqrt(3)
+SQUARE = OCTAHEDRON[:4]
+
+
+def ammine(u: np.ndarray, d: float) -> list[tuple[str, np.ndarray]]:
+    """NH3 on the axis ``u`` at ``d`` from the metal: N-H 1.01, M-N-H 109.5 deg, staggered."""
+    n = d * u
+    p = perpendicular(u)
+    q = np.cross(u, p)
+    theta = np.radians(180 - 109.47)
+    out = [("N", n)]
+    for phi in np.radians([0, 120, 240]):
+        out.append(("H", n + 1.01 * (np.cos(theta) * u + np.sin(theta) * (np.cos(phi) * p + np.sin(phi) * q))))
+    return out
+
+
+def aqua(u: np.ndarray, d: float) -> list[tuple[str, np.ndarray]]:
+    """H2O on the axis ``u`` at ``d`` from the metal: O-H 0.96, H-O-H 104.5 deg, water plane containing M-O."""
+    o = d * u
+    p = perpendicular(u)
+    half = np.radians(104.5 / 2)
+    return [("O", o)] + [("H", o + 0.96 * (np.cos(half) * u + s * np.sin(half) * p)) for s in (1, -1)]
+
+
+def tetraamminecopper() -> None:
+    """[Cu(NH3)4]2+: Cu(II) d9, square planar, Cu-N 2.03."""
+    atoms = [("Cu", np.zeros(3))]
+    for u in SQUARE:
+        atoms += ammine(u, 2.03)
+    write("tetraamminecopper", "CuH12N4", 2, 0.5, atoms)
+
+
+def tetrachlorozincate() -> None:
+    """[ZnCl4]2-: Zn(II) d10, tetrahedral, Zn-Cl 2.27."""
+    write("tetrachlorozincate", "Cl4Zn", -2, 0, [("Zn", np.zeros(3))] + [("Cl", 2.27 * u) for u in TETRAHEDRON])
+
+
+def tetracyanonickelate() -> None:
+    """[Ni(CN)4]2-: low-spin Ni(II), square planar, Ni-C 1.86, C-N 1.16."""
+    atoms = [("Ni", np.zeros(3))]
+    for u in SQUARE:
+        atoms += [("C", 1.86 * u), ("N", (1.86 + 1.16) * u)]
+    write("tetracyanonickelate", "C4N4Ni", -2, 0, atoms)
+
+
+def hexaamminecobalt() -> None:
+    """[Co(NH3)6]3+: low-spin Co(III), octahedral, Co-N 1.96."""
+    atoms = [("Co", np.zeros(3))]
+    for u in OCTAHEDRON:
+        atoms += ammine(u, 1.96)
+    write("hexaamminecobalt", "CoH18N6", 3, 0, atoms)
+
+
+def titanium_tetrachloride() -> None:
+    """TiCl4: Ti(IV) d0, tetrahedral, Ti-Cl 2.17."""
+    write("titanium_tetrachloride", "Cl4Ti", 0, 0, [("Ti", np.zeros(3))] + [("Cl", 2.17 * u) for u in TETRAHEDRON])
+
+
+def hexaaquavanadium() -> None:
+    """[V(H2O)6]3+: V(III) d2 (S = 1), octahedral, V-O 1.99."""
+    atoms = [("V", np.zeros(3))]
+    for u in OCTAHEDRON:
+        atoms += aqua(u, 1.99)
+    write("hexaaquavanadium", "H12O6V", 3, 1, atoms)
+
+
+def chromium_hexacarbonyl() -> None:
+    """Cr(CO)6: Cr(0), octahedral, Cr-C 1.91, C-O 1.14."""
+    atoms = [("Cr", np.zeros(3))]
+    for u in OCTAHEDRON:
+        atoms += [("C", 1.91 * u), ("O", (1.91 + 1.14) * u)]
+    write("chromium_hexacarbonyl", "C6CrO6", 0, 0, atoms)
+
+
+def permanganate() -> None:
+    """[MnO4]-: Mn(VII) d0, tetrahedral, Mn-O 1.63."""
+    write("permanganate", "MnO4", -1, 0, [("Mn", np.zeros(3))] + [("O", 1.63 * u) for u in TETRAHEDRON])
+
+
 def tetrachloroferrate() -> None:
     """[FeCl4]-: high-spin Fe(III), tetrahedral, Fe-Cl 2.19."""
     tet = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], float) / np.sqrt(3)
@@ -79,6 +158,8 @@ def tetrachloroferrate() -> None:
 
 if __name__ == "__main__":
     OUT.mkdir(parents=True, exist_ok=True)
-    for build in (hexacyanoferrate, hexaaquairon, ferrocene, iron_pentacarbonyl, tetrachloroferrate):
+    for build in (hexacyanoferrate, hexaaquairon, ferrocene, iron_pentacarbonyl, tetrachloroferrate, tetraamminecopper,
+                  tetrachlorozincate, tetracyanonickelate, hexaamminecobalt, titanium_tetrachloride, hexaaquavanadium,
+                  chromium_hexacarbonyl, permanganate):
         build()
     print(f"wrote {len(list(OUT.glob('*.xyz')))} examples to {OUT}")

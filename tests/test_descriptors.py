@@ -149,3 +149,14 @@ def test_settings_hash_changes_with_any_setting():
     base = WACSF()
     assert replace(base, r_max=6.5).settings_hash() != base.settings_hash()
     assert replace(base, clip_cutoff=False).settings_hash() != base.settings_hash()
+
+
+def test_featurisation_does_not_import_torch(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys; from xanesnet.pipeline import featurize_to_npz; from xanesnet.descriptors import preset; "
+            f"featurize_to_npz([{str(EXAMPLES)!r}], preset('default').to_dict(), {str(tmp_path / 'f.npz')!r}, progress=False); "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

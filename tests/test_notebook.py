@@ -59,5 +59,6 @@ def test_notebook_on_the_fe_data(tmp_path, monkeypatch, model_dir):
 
 def test_notebook_falls_back_to_the_examples(tmp_path, monkeypatch, model_dir):
     text = run_notebook(tmp_path, monkeypatch, model_dir, XANESNET_SHARED_DATA=str(tmp_path / "nothing-here"))
-    assert "using the 5 example molecules" in text and "5 molecules" in text and "model mean as reference" in text
+    n_examples = len(list((ROOT / "data" / "examples").glob("*.xyz")))
+    assert "using the example molecules" in text and f"\n{n_examples} molecules, 2 repeats, seed 0, model mean as reference" in text
     assert (tmp_path / "out" / "importance.png").is_file()

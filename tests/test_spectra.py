@@ -281,7 +281,7 @@ def test_process_settings_json_round_trip_and_unknown_keys():
         ProcessSettings.from_dict({"broadening": {"widht": 1.0}})
     with pytest.raises(XanesnetError, match=r"unknown spectra setting\(s\) 'grids'; valid: broadening, shift, edge"):
         processor_from_dict({"grids": "relative:-15:60:226"})
-    with pytest.raises(XanesnetError, match=r"^unknown broadening preset 'fdmnse'; known: fdmnes$"):
+    with pytest.raises(XanesnetError, match=r"^unknown broadening 'fdmnse'; known: fdmnes, lorentzian, arctangent$"):
         ProcessSettings.from_dict({"broadening": "fdmnse"})
     with pytest.raises(XanesnetError, match=r"arctangent broadening needs ef"):
         BroadeningSettings(kind="arctangent")

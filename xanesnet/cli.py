@@ -228,12 +228,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def default_model(element: str, spectrum: str) -> Path:
-    """The shipped model for an absorber element and spectrum kind (FDMNES-trained first, then FEFF-trained)."""
+def default_model(element: str, spectrum: str, *, path: str | os.PathLike | None = None) -> Path:
+    """The shipped model for an absorber element and spectrum kind (FDMNES-trained first, then FEFF-trained).
+
+    ``path`` (the molecule's file) is named in the error when there is no such model.
+    """
+    from xanesnet.io.structures import FIRST_ROW_TM
+
     for name in (f"{element.lower()}-k-{spectrum}", f"{element.lower()}-k-{spectrum}-feff"):
         if (MODELS_DIR / name / "config.json").is_file():
             return MODELS_DIR / name
-    raise XanesnetError(f"no shipped {spectrum.upper()} model for {element}; pass --model DIR", path=MODELS_DIR)
+    where = "xanesnet ships Ti-Zn" if element not in FIRST_ROW_TM else f"none in {MODELS_DIR}"
+    raise XanesnetError(f"no shipped {spectrum.upper()} model for {element}: {where}; pass --model DIR", path=path)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -306,7 +312,7 @@ def _files_by_model(files: list[Path], args: argparse.Namespace) -> dict[Path, l
                 raise
             groups.setdefault(default_model("Fe", args.spectrum), []).append(f)  # reported as skipped there
             continue
-        groups.setdefault(default_model(element, args.spectrum), []).append(f)
+        groups.setdefault(default_model(element, args.spectrum, path=f), []).append(f)
     return groups
 
 

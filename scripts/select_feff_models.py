@@ -1,0 +1,144 @@
+"""Choose the network of the FEFF models by 5-fold cross-validation inside the non-held-out data.
+
+For every metal and spectrum the held-out 10% (SHA-256 of the name) is removed
+first and never looked at. The rest is split into 5 folds (seed 12345); each
+candidate is trained as one network (early stopping on its own validation
+share of the fold's training part) and scored on the left-out fold against
+the mean spectrum of the fold's training part. Per candidate the table gives
+the mean over metals of MSE(model) / MSE(mean spectrum), separately for XANES
+and XES, and the size of a 5-member ensemble. Writes docs/feff_model_selection.md.
+
+    python scripts/select_feff_models.py [--metals Fe Cu] [--candidates 64x2,64] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from train_feff_models import DESCRIPTOR, EXTRA_DIR, MODEL, ROOT, SPECTRA, TRAINING, load_data, make_config
+
+from xanesnet.analysis.metrics import evaluate_spectra
+from xanesnet.bundle import Bundle
+from xanesnet.data.dataset import heldout_mask
+from xanesnet.descriptors import WACSF
+from xanesnet.io.structures import FIRST_ROW_TM
+from xanesnet.pipeline import model_config
+from xanesnet.predict import Predictor
+from xanesnet.training import train
+
+
+def mlp(hidden: list[int], dropout: float = 0.1) -> dict:
+    return {"kind": "mlp", "hidden": hidden, "activation": "silu", "dropout": dropout}
+
+
+#: Descriptors tried: presets, and "small" (the plain wACSF on 1-6 A with 16 G2 and 8x2x2 G4: 49 features, no
+#: near-empty short-range columns that a single molecule with a very short contact blows up).
+SMALL = WACSF(r_min=1.0, r_max=6.0, n_g2=16, n_g4=32, zetas=(1.0, 2.0)).to_dict()
+
+#: name -> (descriptor preset or settings, model settings, changes to the training settings)
+CANDIDATES: dict[str, tuple[str | dict, dict, dict]] = {
+    "plain/gpr": ("plain", {"kind": "gpr"}, {}),
+    "plain/64x2": ("plain", mlp([64, 64]), {}),
+    "xanesnet/64x2": ("xanesnet", mlp([64, 64]), {}),
+    "xanesnet/64x2/pca16": ("xanesnet", mlp([64, 64]), {"target_transform": "pca:16"}),
+    "xanesnet/32x2": ("xanesnet", mlp([32, 32]), {}),
+    "xanesnet/128": ("xanesnet", mlp([128]), {}),
+    "xanesnet/64x2/drop0.3": ("xanesnet", mlp([64, 64], 0.3), {}),
+    "small/64x2": (SMALL, mlp([64, 64]), {}),
+    "small/64x2/pca16": (SMALL, mlp([64, 64]), {"target_transform": "pca:16"}),
+    "small/gpr": (SMALL, {"kind": "gpr"}, {}),
+}
+
+
+def model_bytes(model: dict, n_in: int, n_out: int, target_transform: str, n_train: int) -> int:
+    """Size of the saved weights: 5 float32 MLPs, or one GP's float64 buffers (inputs, weights, Cholesky factor)."""
+    if model["kind"] == "gpr":
+        return 8 * n_train * (n_in + n_out + n_train)
+    if target_transform.startswith("pca:"):
+        n_out = int(target_transform.split(":")[1])
+    widths = [n_in, *model["hidden"], n_out]
+    return 5 * 4 * sum((a + 1) * b for a, b in zip(widths[:-1], widths[1:]))
+
+
+def cross_validate(x: np.ndarray, y: np.ndarray, energy: np.ndarray, config, *, folds: int = 5) -> dict:
+    perm = np.random.default_rng(12345).permutation(len(x))
+    mse, base, peak = [], [], []
+    for k in range(folds):
+        test = np.sort(perm[k::folds])
+        fit = np.setdiff1d(np.arange(len(x)), test)
+        trained = train(x[fit], y[fit], config, progress=False)
+        pred = Predictor(Bundle(path=None, config=model_config(trained, energy, [f"x{i}" for i in range(x.shape[1])]),
+                                members=trained.members)).predict_features(x[test]).mean
+        m = evaluate_spectra(energy, y[test], pred)
+        mse.append(m["mse"] * len(test))
+        base.append(float(np.mean((y[test] - y[fit].mean(0)) ** 2)) * len(test))
+        peak.append(m["peak_position_error_ev_mean"] * len(test))
+    n = len(x)
+    return {"mse": sum(mse) / n, "mean_mse": sum(base) / n, "ratio": sum(mse) / sum(base), "peak_ev_mean": sum(peak) / n}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--metals", nargs="+", default=list(FIRST_ROW_TM))
+    ap.add_argument("--spectra", nargs="+", default=list(SPECTRA))
+    ap.add_argument("--candidates", help="comma-separated subset of " + ", ".join(CANDIDATES))
+    ap.add_argument("--extra-dir", type=Path, default=EXTRA_DIR)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "feff_model_selection.md")
+    args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    chosen = {k: v for k, v in CANDIDATES.items() if not args.candidates or k in args.candidates.split(",")}
+    results: dict[str, dict[str, dict]] = {name: {} for name in chosen}
+    sizes: dict[str, list[int]] = {name: [] for name in chosen}
+    for spectrum in args.spectra:
+        for metal in args.metals:
+            loaded = {}
+            for name, (descriptor, model, changes) in chosen.items():
+                key = json.dumps(descriptor, sort_keys=True)
+                if key not in loaded:
+                    data, _ = load_data(metal, spectrum, make_config(metal, spectrum, descriptor=descriptor),
+                                        extra_dir=args.extra_dir)
+                    keep = ~heldout_mask(data.ids)  # the held-out test is never used here
+                    loaded[key] = data.x[keep], data.y[keep], data.energy
+                x, y, energy = loaded[key]
+                config = make_config(metal, spectrum, descriptor=descriptor, model=model,
+                                     training={**TRAINING, **changes, "ensemble": 1})
+                start = time.perf_counter()
+                r = cross_validate(x, y, energy, config)
+                r["seconds"] = time.perf_counter() - start
+                results[name][f"{metal}-{spectrum}"] = r
+                sizes[name].append(model_bytes(model, x.shape[1], y.shape[1], config.training.target_transform, len(x)))
+                print(f"{metal:2s} {spectrum:5s} n={len(x):3d} {name:14s} CV MSE {r['mse']:.2e} / mean {r['mean_mse']:.2e} "
+                      f"= {r['ratio']:.3f}; peak {r['peak_ev_mean']:.2f} eV; {r['seconds']:.0f} s", flush=True)
+    lines = ["# Network choice for the FEFF models (5-fold cross-validation, held-out 10% excluded)", "",
+             f"Data: feff_3d plus data/feff_extra at the time of the run. Candidates are named descriptor preset / "
+             f"hidden widths / changes; MLPs use SiLU, dropout 0.1, Adam, training settings {json.dumps({k: v for k, v in TRAINING.items() if k != 'ensemble'})} unless "
+             f"changed, one network per fold. Ratio = CV MSE / CV MSE of the fold-training mean spectrum "
+             f"(mean over metals; below 1 is better). Size: weights of a 5-member MLP ensemble (float32) or of "
+             f"one GP (float64), averaged over the models.", "",
+             "| candidate | XANES ratio | XES ratio | XANES peak error (eV) | XES peak error (eV) | size / model (kB) |",
+             "|---|---|---|---|---|---|"]
+    for name, per in results.items():
+        cells = []
+        for key in ("ratio", "peak_ev_mean"):
+            for spectrum in ("xanes", "xes"):
+                vals = [r[key] for k, r in per.items() if k.endswith("-" + spectrum)]
+                cells.append(f"{np.mean(vals):.3f}" if vals else "-")
+        size = np.mean(sizes[name]) / 1e3
+        lines.append(f"| {name} | {cells[0]} | {cells[1]} | {cells[2]} | {cells[3]} | {size:.0f} |")
+    lines += ["", f"Shipped: descriptor `{DESCRIPTOR}`, `{json.dumps(MODEL)}` with `{json.dumps(TRAINING)}` (see `scripts/train_feff_models.py`).", "",
+              "Per metal:", "", "```json", json.dumps(results, indent=1), "```", ""]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

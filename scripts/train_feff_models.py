@@ -1,0 +1,323 @@
+"""Train the shipped FEFF models: K-edge XANES and K-beta XES of Ti-Zn, 18 models in models/<el>-k-<spectrum>-feff.
+
+Data, per metal and spectrum:
+
+- ``feff_3d`` (``../shared/data/feff_3d/<Metal>/{xyz,xanes,xes}``, ~86 complexes
+  per metal, FEFF10 ``xmu.dat``), paired by file name;
+- our own FEFF10 runs on further tmQM complexes (``xanesnet simulate``, same
+  cards), from the committed copy ``data/feff_extra/<Metal>.npz`` (see
+  ``scripts/export_feff_extra.py``) and, with ``--live``, also the live
+  simulation file; the sets are merged by name (first one wins).
+
+Spectra go onto the fixed absolute grids of :data:`GRIDS` (chosen from the
+``--survey`` output: for XANES every spectrum of feff_3d covers its grid, for
+XES the 2nd-98th percentiles of the starts and ends); a spectrum that does not
+cover its grid is skipped and counted with the reason. XANES gets a 1 eV
+Lorentzian on top of FEFF's own core-hole broadening, XES none (see
+docs/feff_models.md). The held-out 10% (SHA-256 of the name) is never
+trained on; the hyperparameters come from scripts/select_feff_models.py
+(cross-validation inside the rest). Writes docs/feff_models.md and .json.
+
+    python scripts/train_feff_models.py [--metals Fe Cu] [--spectra xes] [--live] [--survey]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from export_feff_extra import EXTRA_DIR, LIVE_H5, read_feff_extra
+
+from xanesnet.config import Config, TrainingSettings
+from xanesnet.data.dataset import heldout_mask, list_files, pair_by_stem, stack_spectra
+from xanesnet.descriptors import descriptor_from_dict, preset
+from xanesnet.errors import XanesnetError
+from xanesnet.io.spectra import Spectrum, read_spectrum
+from xanesnet.io.structures import FIRST_ROW_TM, find_structure_files, read_structure, resolve_absorber
+from xanesnet.pipeline import TrainingSet, train_model
+from xanesnet.simulate import SimulatedSpectrum, read_simulations
+from xanesnet.spectra import check_coverage, parse_grid, processor_from_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+FEFF_3D = ROOT.parent / "shared" / "data" / "feff_3d"
+SPECTRA = ("xanes", "xes")
+logger = logging.getLogger("train_feff_models")
+
+#: Common absolute energy grid (eV) per metal and spectrum: XANES 0.5 eV steps over the range every
+#: feff_3d spectrum covers; XES 0.25 eV steps (FEFF's own) over the 2nd-98th percentile of starts and ends.
+GRIDS: dict[tuple[str, str], str] = {
+    ("Ti", "xanes"): "absolute:4961.5:5029:136",
+    ("V", "xanes"): "absolute:5462:5528.5:134",
+    ("Cr", "xanes"): "absolute:5987:6053.5:134",
+    ("Mn", "xanes"): "absolute:6536:6602.5:134",
+    ("Fe", "xanes"): "absolute:7109.5:7175.5:133",
+    ("Co", "xanes"): "absolute:7705.5:7773.5:137",
+    ("Ni", "xanes"): "absolute:8328:8396.5:138",
+    ("Cu", "xanes"): "absolute:8979:9047.5:138",
+    ("Zn", "xanes"): "absolute:9655:9724:139",
+    ("Ti", "xes"): "absolute:4940:4991:205",
+    ("V", "xes"): "absolute:5439.5:5490.5:205",
+    ("Cr", "xes"): "absolute:5964.5:6016.5:209",
+    ("Mn", "xes"): "absolute:6513:6564.5:207",
+    ("Fe", "xes"): "absolute:7087.5:7138:203",
+    ("Co", "xes"): "absolute:7685:7735:201",
+    ("Ni", "xes"): "absolute:8308.5:8357.5:197",
+    ("Cu", "xes"): "absolute:8959:9009:201",
+    ("Zn", "xes"): "absolute:9634.5:9685:203",
+}
+#: Extra broadening on top of FEFF's core-hole lifetime: XANES only, to smooth FEFF's 1-2 eV steps above the edge.
+BROADENING: dict[str, dict | None] = {"xanes": {"kind": "lorentzian", "width": 1.0}, "xes": None}
+#: Chosen by scripts/select_feff_models.py (5-fold cross-validation inside the non-held-out data).
+DESCRIPTOR = "plain"
+MODEL = {"kind": "mlp", "hidden": [64, 64], "activation": "silu", "dropout": 0.1}
+TRAINING = {"ensemble": 5, "batch_size": 16, "lr": 1e-3, "val_fraction": 0.15, "patience": 100, "epochs": 2000}
+REFERENCE = {
+    "xanes": "FEFF10 (feff10-rs 0.2.4) K-edge XANES of tmQM complexes (XANES 4.0, SCF 2.5 0 6, FMS 4.0, RPATH -1), "
+             "plus a 1 eV Lorentzian",
+    "xes": "FEFF10 (feff10-rs 0.2.4) K-beta (valence-to-core) XES of tmQM complexes (XES -40 15 0.25, SCF 2.5 0 6, "
+           "FMS 4.0, RPATH -1), FEFF omega scale",
+}
+
+
+@dataclass
+class Sources:
+    """Where a metal's training data came from, and what was left out and why."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def spectra_settings(metal: str, spectrum: str) -> dict:
+    """The ``spectra`` section of the config: broadening, grid, linear interpolation."""
+    return {"broadening": BROADENING[spectrum], "grid": GRIDS[(metal, spectrum)], "method": "linear"}
+
+
+def make_config(metal: str, spectrum: str, *, seed: int = 0, descriptor: str | dict = DESCRIPTOR,
+                model: dict | None = None, training: dict | None = None) -> Config:
+    """The full training config; ``descriptor`` is a preset name or descriptor settings."""
+    settings = preset(descriptor).to_dict() if isinstance(descriptor, str) else dict(descriptor)
+    return Config(descriptor=settings, model=dict(model or MODEL),
+                  training=TrainingSettings(**(training or TRAINING)), spectra=spectra_settings(metal, spectrum), seed=seed)
+
+
+def _coverage_problem(spectrum: Spectrum, grid: str) -> str | None:
+    g = parse_grid(grid)
+    try:
+        check_coverage(spectrum, g.start, g.stop)
+    except XanesnetError as exc:
+        return str(exc)
+    return None
+
+
+def _assemble(items: list[tuple[str, object, int | None, Spectrum]], config: Config, sources: Sources, label: str,
+              grid: str) -> TrainingSet | None:
+    """Featurise ``(name, structure, absorber, raw spectrum)`` items that cover the grid and stack their spectra."""
+    descriptor = descriptor_from_dict(config.descriptor)
+    process = processor_from_dict(config.spectra)
+    ids, rows, spectra = [], [], []
+    for name, structure, absorber, spec in items:
+        problem = _coverage_problem(spec, grid)
+        if problem is None:
+            try:
+                rows.append(descriptor.create(structure, resolve_absorber(structure, absorber)))
+            except XanesnetError as exc:
+                problem = str(exc)
+        if problem is not None:
+            sources.skipped.append((f"{label}:{name}", problem))
+            continue
+        ids.append(name)
+        spectra.append(spec)
+    sources.counts[label] = len(ids)
+    if not ids:
+        return None
+    energy, y = stack_spectra(spectra, process=process)
+    return TrainingSet(ids=ids, x=np.vstack(rows), y=y, energy=energy)
+
+
+def feff3d_set(metal: str, spectrum: str, config: Config, sources: Sources, feff_dir: Path = FEFF_3D) -> TrainingSet | None:
+    """feff_3d molecules of one metal (structures and ``xmu.dat`` spectra paired by name)."""
+    d = feff_dir / metal
+    pairing = pair_by_stem(find_structure_files([d / "xyz"]), list_files(d / spectrum, (".dat",)))
+    for p in pairing.structures_only + pairing.spectra_only:
+        sources.skipped.append((f"feff_3d:{p.stem}", "unpaired file " + p.name))
+    items = []
+    for name, xyz, dat in zip(pairing.stems, pairing.structures, pairing.spectra):
+        try:
+            items.append((name, read_structure(xyz), None, read_spectrum(dat, fmt="feff")))
+        except XanesnetError as exc:
+            sources.skipped.append((f"feff_3d:{name}", str(exc)))
+    return _assemble(items, config, sources, "feff_3d", GRIDS[(metal, spectrum)])
+
+
+def simulations_set(sims: list[SimulatedSpectrum], metal: str, spectrum: str, config: Config, sources: Sources,
+                    label: str) -> TrainingSet | None:
+    """Our own simulations of one metal (absorber element ``metal``)."""
+    items = [(s.structure.name, s.structure, s.absorber, s.spectrum) for s in sims
+             if s.structure.symbols[s.absorber] == metal]
+    return _assemble(items, config, sources, label, GRIDS[(metal, spectrum)])
+
+
+def merge(*sets: TrainingSet | None) -> TrainingSet:
+    """Concatenate training sets on the same grid; a name already present is dropped (first one wins)."""
+    sets = [s for s in sets if s is not None]
+    if not sets:
+        raise XanesnetError("no training data")
+    energy = sets[0].energy
+    ids, xs, ys, seen = [], [], [], set()
+    for s in sets:
+        if not np.allclose(s.energy, energy):
+            raise XanesnetError("training sets on different energy grids cannot be merged")
+        keep = [k for k, i in enumerate(s.ids) if i not in seen]
+        seen.update(s.ids[k] for k in keep)
+        ids += [s.ids[k] for k in keep]
+        xs.append(s.x[keep])
+        ys.append(s.y[keep])
+    return TrainingSet(ids=ids, x=np.vstack(xs), y=np.vstack(ys), energy=energy)
+
+
+def load_data(metal: str, spectrum: str, config: Config, *, feff_dir: Path = FEFF_3D, extra_dir: Path = EXTRA_DIR,
+              live: Path | None = None) -> tuple[TrainingSet, Sources]:
+    """feff_3d + committed extra simulations (+ the live simulation file), merged by name."""
+    sources = Sources()
+    parts = [feff3d_set(metal, spectrum, config, sources, feff_dir)]
+    committed = extra_dir / f"{metal}.npz"
+    if committed.is_file():
+        parts.append(simulations_set(read_feff_extra(committed, spectrum), metal, spectrum, config, sources, "feff_extra"))
+    if live is not None:
+        parts.append(simulations_set(read_simulations(live, spectrum=spectrum), metal, spectrum, config, sources, "live"))
+    data = merge(*parts)
+    n_dupes = sum(sources.counts.values()) - len(data.ids)
+    if n_dupes:
+        sources.counts["duplicates_dropped"] = n_dupes
+    return data, sources
+
+
+def survey(metals: list[str], extra_dir: Path, feff_dir: Path = FEFF_3D) -> None:
+    """Print, per metal and spectrum, the raw energy ranges and a proposed grid."""
+    for spectrum, step in (("xanes", 0.5), ("xes", 0.25)):
+        for metal in metals:
+            specs = [read_spectrum(p, fmt="feff") for p in sorted((feff_dir / metal / spectrum).glob("*.dat"))]
+            if (extra_dir / f"{metal}.npz").is_file():
+                specs += [s.spectrum for s in read_feff_extra(extra_dir / f"{metal}.npz", spectrum)]
+            start = np.array([s.energy[0] for s in specs])
+            stop = np.array([s.energy[-1] for s in specs])
+            lo_q, hi_q = (100, 0) if spectrum == "xanes" else (98, 2)
+            a = math.ceil(np.percentile(start, lo_q) * 2) / 2
+            b = math.floor(np.percentile(stop, hi_q) * 2) / 2
+            short = int(np.sum((start > a + 1e-3) | (stop < b - 1e-3)))
+            print(f"{metal:2s} {spectrum:5s} n={len(specs):3d} points {min(len(s.energy) for s in specs)}-"
+                  f"{max(len(s.energy) for s in specs)}; start {start.min():.1f}-{start.max():.1f}, "
+                  f"stop {stop.min():.1f}-{stop.max():.1f} eV; proposed absolute:{a:g}:{b:g}:{int(round((b - a) / step)) + 1} "
+                  f"({short} short); in use {GRIDS[(metal, spectrum)]}")
+
+
+def train_one(metal: str, spectrum: str, *, out_dir: Path, extra_dir: Path, live: Path | None, seed: int) -> dict:
+    config = make_config(metal, spectrum, seed=seed)
+    data, sources = load_data(metal, spectrum, config, extra_dir=extra_dir, live=live)
+    test = heldout_mask(data.ids)
+    mean = data.y[~test].mean(0)
+    from xanesnet.analysis.metrics import evaluate_spectra
+
+    baseline = evaluate_spectra(data.energy, data.y[test], np.broadcast_to(mean, data.y[test].shape))
+    out = out_dir / f"{metal.lower()}-k-{spectrum}-feff"
+    start = time.perf_counter()
+    saved = train_model(data, config, out, holdout=0.1, progress=False,
+                        metadata={"element": metal, "edge": "K", "spectrum": spectrum, "reference": REFERENCE[spectrum],
+                                  "data_sources": sources.counts, "n_skipped": len(sources.skipped),
+                                  "skipped": [f"{n}: {r}" for n, r in sources.skipped]})
+    m = saved["holdout_metrics"]
+    size = sum(p.stat().st_size for p in out.iterdir())
+    return {"metal": metal, "spectrum": spectrum, "model": out.name, "grid": GRIDS[(metal, spectrum)],
+            "n_train": saved["n_train"], "n_heldout": m["n"], "sources": sources.counts,
+            "skipped": [f"{n}: {r}" for n, r in sources.skipped], "mse": m["mse"], "mean_spectrum_mse": baseline["mse"],
+            "ratio": m["mse"] / baseline["mse"], "peak_ev_mean": m["peak_position_error_ev_mean"],
+            "peak_ev_median": m["peak_position_error_ev_median"], "peak_pct_mean": m["peak_intensity_error_pct_mean"],
+            "mean_spectrum_peak_ev_mean": baseline["peak_position_error_ev_mean"],
+            "mean_spectrum_peak_pct_mean": baseline["peak_intensity_error_pct_mean"],
+            "coverage_2sigma": m.get("coverage_2sigma"), "seconds": time.perf_counter() - start, "bytes": size}
+
+
+def write_report(rows: list[dict], path: Path) -> None:
+    """docs/feff_models.md (table) and .json (everything, including skipped molecules).
+
+    Rows of models not retrained in this run are kept from the existing .json.
+    """
+    order = {(m, s): k for k, (s, m) in enumerate((s, m) for s in SPECTRA for m in FIRST_ROW_TM)}
+    old = json.loads(path.with_suffix(".json").read_text()) if path.with_suffix(".json").is_file() else []
+    new = {(r["metal"], r["spectrum"]) for r in rows}
+    rows = sorted([r for r in old if (r["metal"], r["spectrum"]) not in new] + rows,
+                  key=lambda r: order[(r["metal"], r["spectrum"])])
+    lines = [
+        "# Shipped FEFF models (Ti-Zn, K-edge XANES and K-beta XES)", "",
+        "Written by `scripts/train_feff_models.py`; held-out = the fixed 10% by SHA-256 of the name, never trained on. "
+        "`mean MSE` = predicting the mean training spectrum for every held-out molecule; ratio = model / mean "
+        "(below 1 is better). Main peak = the global maximum of the spectrum on the grid. "
+        "Held-out sets are small (~10 molecules per model), so every number here is noisy.", "",
+        "| metal | spectrum | grid (eV) | n_train | n_heldout | held-out MSE | mean-spectrum MSE | ratio | "
+        "main-peak error mean / median (eV) | mean spectrum peak error (eV) | peak intensity error (%) | coverage_2sigma |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        g = parse_grid(r["grid"])
+        cov = "-" if r["coverage_2sigma"] is None else f"{r['coverage_2sigma']:.2f}"
+        lines.append(f"| {r['metal']} | {r['spectrum']} | {g.start:g}-{g.stop:g} ({g.n}) | {r['n_train']} | {r['n_heldout']} | "
+                     f"{r['mse']:.2e} | {r['mean_spectrum_mse']:.2e} | {r['ratio']:.2f} | "
+                     f"{r['peak_ev_mean']:.2f} / {r['peak_ev_median']:.2f} | {r['mean_spectrum_peak_ev_mean']:.2f} | "
+                     f"{r['peak_pct_mean']:.1f} | {cov} |")
+    total = sum(r["bytes"] for r in rows)
+    lines += ["", f"Total size of the {len(rows)} model directories: {total / 1e6:.1f} MB.", ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    marker = "<!-- table -->"
+    if path.is_file() and marker in path.read_text():
+        head = path.read_text().split(marker)[0]
+        path.write_text(head + marker + "\n\n" + "\n".join(lines[2:]) + "\n")
+    else:
+        path.write_text("\n".join(lines) + "\n")
+    path.with_suffix(".json").write_text(json.dumps(rows, indent=1))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--metals", nargs="+", default=list(FIRST_ROW_TM))
+    ap.add_argument("--spectra", nargs="+", default=list(SPECTRA), choices=SPECTRA)
+    ap.add_argument("--extra-dir", type=Path, default=EXTRA_DIR, help="committed copies of our simulations")
+    ap.add_argument("--live", nargs="?", const=LIVE_H5, type=Path, default=None,
+                    help=f"also read the live simulation file (default {LIVE_H5})")
+    ap.add_argument("--out-dir", type=Path, default=ROOT / "models")
+    ap.add_argument("--report", type=Path, default=ROOT / "docs" / "feff_models.md")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--survey", action="store_true", help="only print the energy ranges and proposed grids")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    if args.survey:
+        survey(args.metals, args.extra_dir)
+        return
+    import torch
+
+    torch.set_num_threads(args.threads)
+    rows = []
+    for spectrum in args.spectra:
+        for metal in args.metals:
+            r = train_one(metal, spectrum, out_dir=args.out_dir, extra_dir=args.extra_dir, live=args.live, seed=args.seed)
+            rows.append(r)
+            print(f"{metal:2s} {spectrum:5s} n_train {r['n_train']:3d} held-out {r['n_heldout']:2d} "
+                  f"({', '.join(f'{k} {v}' for k, v in r['sources'].items())}; skipped {len(r['skipped'])}): "
+                  f"MSE {r['mse']:.2e} vs mean {r['mean_spectrum_mse']:.2e} (ratio {r['ratio']:.2f}); "
+                  f"peak {r['peak_ev_mean']:.2f}/{r['peak_ev_median']:.2f} eV, {r['peak_pct_mean']:.1f}%; "
+                  f"cov2s {r['coverage_2sigma']:.2f}; {r['seconds']:.0f} s, {r['bytes'] / 1e3:.0f} kB", flush=True)
+            for s in r["skipped"]:
+                print(f"   skipped {s}", flush=True)
+    write_report(rows, args.report)
+    print(f"wrote {args.report} and {args.report.with_suffix('.json')}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""scripts/benchmark.py end to end with --size tiny into a temporary directory, so the script cannot rot.
+
+Not a timing test: it checks that every section runs (or says why it was
+skipped) and that the report, its JSON and the figures are written.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import ROOT, SHARED_DATA
+
+
+def test_benchmark_tiny_writes_report(tmp_path):
+    out, work = tmp_path / "out", tmp_path / "work"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--size", "tiny", "--out", str(out),
+                           "--work", str(work), "--data", str(SHARED_DATA)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "benchmarks.json").read_text())
+    sections = results["sections"]
+    assert set(sections) == {"featurize", "predict", "train", "theory"}
+    assert results["machine"]["nproc"] >= 1 and results["versions"]["torch"]
+    report = (out / "benchmarks.md").read_text()
+    assert "## Machine and versions" in report and "## Targets" in report
+
+    if not (SHARED_DATA / "fe_k_fdmnes_sample").is_dir():  # no reference data: every data section says why it skipped
+        assert "skipped" in sections["featurize"] and "Skipped:" in report
+        return
+    feat = sections["featurize"]
+    assert feat["n_molecules"] == 12
+    assert feat["ms_per_molecule"]["xanesnet wACSF xanesnet-2021, end to end"]["median"] > 0
+    if "equivalence" in feat:  # dscribe installed: its weighted per-element sums reproduce our G1/G2 (and clipped G4)
+        plain = feat["equivalence"]["plain"]["max_rel_diff"]
+        assert max(plain.values()) < 1e-10
+        assert feat["equivalence"]["xanesnet-2021"]["max_rel_diff"]["G2"] < 1e-10
+    pred = sections["predict"]
+    assert "error" not in pred, pred.get("error")
+    assert pred["cold_start_s"]["xanesnet predict (1 molecule)"]["median"] > 0
+    assert pred["cli_batch"]["returncode"] == 0 and pred["cli_batch"]["maxrss_mb"] > 0
+    train = sections["train"]
+    assert len(train["per_fold"]) == 2 and "ratios" in train and not train.get("partial")
+    theory = sections["theory"]
+    if "skipped" not in theory:
+        assert theory["feff"]["Fe"]["xanes_s_median"] > 0
+        assert (out / "benchmark_theory_vs_ml.png").stat().st_size > 0
+    assert (out / "benchmark_featurize.png").stat().st_size > 0

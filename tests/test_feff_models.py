@@ -1,0 +1,104 @@
+"""The shipped FEFF models (Ti-Zn, XANES and XES): each exists, says what it is, and is picked by the absorber's element.
+
+Also the one-line errors when no shipped model fits: no first-row transition
+metal, or an absorber outside Ti-Zn without ``--model``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import EXAMPLES
+
+from xanesnet.cli import MODELS_DIR, main
+from xanesnet.io.structures import FIRST_ROW_TM
+
+#: One example molecule per metal (scripts/make_examples.py).
+EXAMPLE = {"Ti": "titanium_tetrachloride", "V": "hexaaquavanadium", "Cr": "chromium_hexacarbonyl", "Mn": "permanganate",
+           "Fe": "hexacyanoferrate", "Co": "hexaamminecobalt", "Ni": "tetracyanonickelate", "Cu": "tetraamminecopper",
+           "Zn": "tetrachlorozincate"}
+SHIPPED = [(el, spectrum) for spectrum in ("xanes", "xes") for el in FIRST_ROW_TM]
+
+
+def feff_model(el: str, spectrum: str):
+    return MODELS_DIR / f"{el.lower()}-k-{spectrum}-feff"
+
+
+def expected_model(el: str, spectrum: str):
+    """The FDMNES-trained model comes first where there is one (Fe XANES), else the FEFF one."""
+    fdmnes = MODELS_DIR / f"{el.lower()}-k-{spectrum}"
+    return fdmnes if (fdmnes / "config.json").is_file() else feff_model(el, spectrum)
+
+
+@pytest.mark.parametrize("el,spectrum", SHIPPED)
+def test_shipped_feff_model_says_what_it_is(el, spectrum):
+    path = feff_model(el, spectrum)
+    assert (path / "config.json").is_file() and (path / "weights.pt").is_file(), f"{path} is not shipped"
+    cfg = json.loads((path / "config.json").read_text())
+    assert (cfg["element"], cfg["edge"], cfg["spectrum"]) == (el, "K", spectrum)
+    assert "FEFF10" in cfg["reference"]
+    assert cfg["spectra"]["grid"]["kind"] == "absolute" and len(cfg["energy"]) == cfg["spectra"]["grid"]["n"]
+    assert cfg["n_train"] >= 50 and cfg["holdout_metrics"]["n"] >= 3
+    assert cfg["holdout_metrics"]["mse"] > 0
+
+
+def test_feff_models_are_small():
+    sizes = {p.name: sum(f.stat().st_size for f in p.iterdir()) for p in MODELS_DIR.glob("*-feff")}
+    assert len(sizes) == len(SHIPPED)
+    assert sum(sizes.values()) < 12e6, sizes
+
+
+@pytest.mark.parametrize("el,spectrum", SHIPPED)
+def test_predict_picks_the_model_of_the_absorber(el, spectrum, tmp_path, capsys):
+    xyz = EXAMPLES / f"{EXAMPLE[el]}.xyz"
+    code = main(["predict", str(xyz), "--spectrum", spectrum, "--out", str(tmp_path), "--no-progress"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    model = expected_model(el, spectrum)
+    assert f"model {model.name}" in out
+    table = np.loadtxt(tmp_path / f"{xyz.stem}.txt")
+    energy = np.asarray(json.loads((model / "config.json").read_text())["energy"])
+    np.testing.assert_allclose(table[:, 0], energy, atol=1e-3)
+    assert np.all(np.isfinite(table[:, 1:])) and np.all(table[:, 2] >= 0)
+
+
+def test_fe_xes_uses_the_feff_model(tmp_path, capsys):
+    code = main(["predict", str(EXAMPLES / "ferrocene.xyz"), "--spectrum", "xes", "--out", str(tmp_path), "--no-progress"])
+    out, _ = capsys.readouterr()
+    assert code == 0 and "model fe-k-xes-feff" in out
+
+
+def write_xyz(path, atoms):
+    lines = [str(len(atoms)), "test"] + [f"{s} {x:.4f} {y:.4f} {z:.4f}" for s, (x, y, z) in atoms]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def one_line_error(capsys, argv):
+    code = main(argv)
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    return err.strip()
+
+
+def test_no_transition_metal_is_a_one_line_error(tmp_path, capsys):
+    xyz = write_xyz(tmp_path / "methane.xyz", [("C", (0, 0, 0)), ("H", (0.63, 0.63, 0.63)), ("H", (-0.63, -0.63, 0.63)),
+                                               ("H", (-0.63, 0.63, -0.63)), ("H", (0.63, -0.63, -0.63))])
+    err = one_line_error(capsys, ["predict", str(xyz), "--spectrum", "xes", "--out", str(tmp_path / "o")])
+    assert str(xyz) in err and "no first-row transition metal (Ti-Zn)" in err
+
+
+@pytest.mark.parametrize("absorber,element", [("Ru", "Ru"), ("1", "C")])
+def test_absorber_outside_ti_zn_needs_a_model(tmp_path, capsys, absorber, element):
+    xyz = write_xyz(tmp_path / "ru_carbonyl.xyz", [("Ru", (0, 0, 0)), ("C", (1.95, 0, 0)), ("O", (3.08, 0, 0)),
+                                                   ("C", (-1.95, 0, 0)), ("O", (-3.08, 0, 0))])
+    for spectrum in ("xanes", "xes"):
+        err = one_line_error(capsys, ["predict", str(xyz), "--absorber", absorber, "--spectrum", spectrum,
+                                      "--out", str(tmp_path / "o")])
+        assert err == (f"xanesnet predict: error: {xyz}: no shipped {spectrum.upper()} model for {element}: "
+                       "xanesnet ships Ti-Zn; pass --model DIR")
+    assert not (tmp_path / "o").exists()
+
