@@ -206,3 +206,27 @@ def test_readme_commands_use_real_paths():
     readme = (ROOT / "README.md").read_text()
     assert "data/examples/ferrocene.xyz" in readme
     assert (ROOT / "data" / "examples" / "ferrocene.xyz").is_file()
+
+
+def test_relative_grid_model_round_trip(tiny, tmp_path, capsys):
+    """Trained on a grid relative to the edge, the model predicts on that grid; --e0 puts it on the absolute scale."""
+    out = tmp_path / "rel"
+    code, _, err = run(["train", "--xyz", str(tiny / "xyz"), "--spectra", str(tiny / "xanes"), "--grid", "relative:-10:40:101",
+                        "--out", str(out), "--config", str(tiny / "config.json"), "--no-cache", "--no-progress"], capsys)
+    assert code == 0, err
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["spectra"]["grid"] == {"kind": "relative", "start": -10.0, "stop": 40.0, "n": 101}
+    np.testing.assert_allclose(cfg["energy"], np.linspace(-10, 40, 101))
+    code, _, _ = run(["predict", "--model", str(out), str(EXAMPLES / "ferrocene.xyz"), "--out", str(tmp_path / "p")], capsys)
+    lines = (tmp_path / "p" / "ferrocene.txt").read_text().splitlines()
+    assert code == 0 and lines[1] == "# energy_minus_E0_eV intensity std" and float(lines[2].split()[0]) == -10.0
+    code, _, _ = run(["predict", "--model", str(out), str(EXAMPLES / "ferrocene.xyz"), "--out", str(tmp_path / "q"), "--e0", "7125"], capsys)
+    assert float((tmp_path / "q" / "ferrocene.txt").read_text().splitlines()[2].split()[0]) == 7115.0
+
+
+
+def test_e0_with_an_absolute_model_is_an_error(tiny_model, tmp_path, capsys):
+    code, _, err = run(["predict", "--model", str(tiny_model), str(EXAMPLES / "ferrocene.xyz"), "--out", str(tmp_path / "o"),
+                        "--e0", "7125"], capsys)
+    assert code == 2 and "--e0 applies only to models trained on a grid relative to the edge" in err
+    assert not (tmp_path / "o").exists()

@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable structures and report them")
     p.add_argument("--plot", action="store_true", help="also draw NAME.png (prediction with its +-2 sigma band) next to each NAME.txt")
     p.add_argument("--mc-samples", type=int, help="Monte-Carlo dropout draws per ensemble member (models trained with dropout)")
+    p.add_argument("--e0", type=float, help="edge energy (eV) to put a relative-grid model's energies on the absolute scale")
     p.add_argument("--reference", metavar="DIR", help="with --plot: reference spectra paired by file name, drawn for comparison")
     p.set_defaults(func=cmd_predict)
 
@@ -268,7 +269,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                                    "uncertainty_score": None if pred.score is None else float(pred.score[k]),
                                    "trusted": None if pred.trusted is None else bool(pred.trusted[k])}
                                for model, pred in predictions for k, i in enumerate(pred.ids)})
-    n_written = sum(len(write_spectra(pred, args.out)) for _, pred in predictions)
+    n_written = sum(len(write_spectra(pred, args.out, e0=args.e0)) for _, pred in predictions)
     for model, pred in predictions:
         if pred.trusted is not None:
             for k in (k for k, ok in enumerate(pred.trusted) if not ok):

@@ -41,6 +41,7 @@ class Prediction:
     score: np.ndarray | None = None
     trusted: np.ndarray | None = None
     threshold: float | None = None
+    relative: bool = False  # energies relative to the edge E0 (a model trained on a relative grid)
 
 
 DEFAULT_MC_SAMPLES = 20
@@ -53,6 +54,8 @@ class Predictor:
         self.bundle = bundle
         self.descriptor = bundle.descriptor
         self.energy = bundle.energy
+        grid = (bundle.config.get("spectra") or {}).get("grid") or {}
+        self.relative = isinstance(grid, dict) and grid.get("kind") == "relative"
 
     @classmethod
     def from_bundle(cls, path: str | os.PathLike) -> "Predictor":
@@ -102,7 +105,8 @@ class Predictor:
                         z = torch.cat([net(b) for b in xs.split(batch_size)]) if len(xs) else torch.empty(0, 0)
                         samples[m * draws + d] = tf.inverse_transform(z.numpy().astype(np.float64))
         ids = list(ids) if ids is not None else [str(i) for i in range(len(x))]
-        pred = Prediction(ids=ids, energy=self.energy, mean=samples.mean(0), std=samples.std(0), samples=samples, mode=mode)
+        pred = Prediction(ids=ids, energy=self.energy, mean=samples.mean(0), std=samples.std(0), samples=samples, mode=mode,
+                          relative=self.relative)
         return self._calibrated(pred) if calibrate else pred
 
     @property
@@ -124,7 +128,8 @@ class Predictor:
         samples = np.array(means)
         std = np.sqrt(samples.var(0) + np.mean(variances, axis=0))
         ids = list(ids) if ids is not None else [str(i) for i in range(len(x))]
-        pred = Prediction(ids=ids, energy=self.energy, mean=samples.mean(0), std=std, samples=samples, mode="predictive")
+        pred = Prediction(ids=ids, energy=self.energy, mean=samples.mean(0), std=std, samples=samples, mode="predictive",
+                          relative=self.relative)
         return self._calibrated(pred) if calibrate else pred
 
     def _calibrated(self, pred: Prediction) -> Prediction:
@@ -155,18 +160,26 @@ class Predictor:
         return self.predict_features(feats.x, ids=feats.ids, mc_samples=mc_samples), feats.skipped
 
 
-def write_spectra(prediction: Prediction, out_dir: str | os.PathLike) -> list[Path]:
-    """Write ``NAME.txt`` per molecule (energy, intensity, std), each via a temporary file and a rename."""
+def write_spectra(prediction: Prediction, out_dir: str | os.PathLike, *, e0: float | None = None) -> list[Path]:
+    """Write ``NAME.txt`` per molecule (energy, intensity, std), each via a temporary file and a rename.
+
+    A model trained on a grid relative to the edge predicts relative energies;
+    ``e0`` (eV) places them on the absolute scale.
+    """
+    if e0 is not None and not prediction.relative:
+        raise XanesnetError("--e0 applies only to models trained on a grid relative to the edge; this one is absolute")
+    energy = prediction.energy + (e0 or 0.0)
+    column = "energy_minus_E0_eV" if prediction.relative and e0 is None else "energy_eV"
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for i, name in enumerate(prediction.ids):
         path = out_dir / f"{name}.txt"
-        table = np.column_stack([prediction.energy, prediction.mean[i], prediction.std[i]])
+        table = np.column_stack([energy, prediction.mean[i], prediction.std[i]])
         tmp = path.with_name(f".{path.name}.tmp")
         trust = "" if prediction.trusted is None else \
             f" | uncertainty_score = {prediction.score[i]:.4g} | trusted = {str(bool(prediction.trusted[i])).lower()}"
-        np.savetxt(tmp, table, fmt="%.4f %.8e %.8e", header=f"{name}{trust}\nenergy_eV intensity std")
+        np.savetxt(tmp, table, fmt="%.4f %.8e %.8e", header=f"{name}{trust}\n{column} intensity std")
         os.replace(tmp, path)
         written.append(path)
     return written
