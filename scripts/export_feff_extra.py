@@ -42,10 +42,25 @@ SPECTRA = ("xanes", "xes")
 
 
 def snapshot(h5: Path) -> dict[str, dict[str, SimulatedSpectrum]]:
-    """``{spectrum: {name: SimulatedSpectrum}}`` of a simulation file, read from a private copy."""
+    """``{spectrum: {name: SimulatedSpectrum}}`` of a simulation file and its not yet merged parts, read from a private copy.
+
+    The running simulation is never touched: the file and its finished parts
+    (complete files only; they are renamed into place) are copied and merged
+    in a temporary directory.
+    """
+    from xanesnet.simulate.store import merge_parts, parts_dir
+
     with tempfile.TemporaryDirectory() as tmp:
-        copy = Path(tmp) / "snapshot.h5"
+        copy = Path(tmp) / h5.name
         shutil.copyfile(h5, copy)
+        if parts_dir(h5).is_dir():
+            parts_dir(copy).mkdir()
+            for part in parts_dir(h5).glob("*.h5"):
+                try:
+                    shutil.copyfile(part, parts_dir(copy) / part.name)
+                except FileNotFoundError:  # merged and deleted meanwhile: it is in the copy or the next export
+                    continue
+            merge_parts(copy)
         return {s: {sim.structure.name: sim for sim in read_simulations(copy, spectrum=s)} for s in SPECTRA}
 
 

@@ -59,6 +59,9 @@ def test_notebook_on_the_fe_data(tmp_path, monkeypatch, model_dir):
 
 def test_notebook_falls_back_to_the_examples(tmp_path, monkeypatch, model_dir):
     text = run_notebook(tmp_path, monkeypatch, model_dir, XANESNET_SHARED_DATA=str(tmp_path / "nothing-here"))
-    n_examples = len(list((ROOT / "data" / "examples").glob("*.xyz")))
-    assert "using the example molecules" in text and f"\n{n_examples} molecules, 2 repeats, seed 0, model mean as reference" in text
+    from xanesnet.io.structures import read_structure
+
+    n_fe = sum("Fe" in read_structure(p).symbols for p in (ROOT / "data" / "examples").glob("*.xyz"))
+    assert f"using the {n_fe} Fe example molecules" in text
+    assert f"\n{n_fe} molecules, 2 repeats, seed 0, model mean as reference" in text
     assert (tmp_path / "out" / "importance.png").is_file()

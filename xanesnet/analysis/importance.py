@@ -409,7 +409,8 @@ def neighbour_distances(structures: Sequence, *, absorber: int | str | None = No
     return np.concatenate(r_all), np.concatenate(z_all).astype(int)
 
 
-def importance_from_files(model: str | os.PathLike, xyz: str | os.PathLike, spectra: str | os.PathLike | None = None, *,
+def importance_from_files(model: str | os.PathLike, xyz: str | os.PathLike | Sequence[str | os.PathLike],
+                          spectra: str | os.PathLike | None = None, *,
                           windows: Sequence[Window | str] | None = None, groups: Sequence[str] | None = None,
                           n_repeats: int = 5, seed: int | None = None, max_samples: int | None = None,
                           heldout: bool = False, absorber: int | str | None = None, spectrum_format: str | None = None,
@@ -421,8 +422,9 @@ def importance_from_files(model: str | os.PathLike, xyz: str | os.PathLike, spec
     model
         Model directory.
     xyz, spectra
-        Directories of structures and of reference spectra (paired by file
-        name); without ``spectra`` the model's own prediction is the reference.
+        Structures (a directory, or a list of files and directories) and a
+        directory of reference spectra paired with them by file name; without
+        ``spectra`` the model's own prediction is the reference.
     max_samples
         Use this many molecules, drawn with ``seed`` before featurising (all when ``None``).
     heldout
@@ -448,9 +450,10 @@ def importance_from_files(model: str | os.PathLike, xyz: str | os.PathLike, spec
         raise XanesnetError(f"n_repeats must be at least 1, got {n_repeats}")
     if absorber is None:
         absorber = cfg.get("absorber")
-    structures = find_structure_files([xyz])
+    sources = [xyz] if isinstance(xyz, (str, os.PathLike)) else list(xyz)
+    structures = find_structure_files(sources)
     if not structures:
-        raise XanesnetError("no structure files found", path=xyz)
+        raise XanesnetError("no structure files found in " + ", ".join(map(os.fspath, sources)))
     if spectra is not None:
         pairing = pair_by_stem(structures, list_files(spectra, SPECTRUM_SUFFIXES))
         if pairing.structures_only or pairing.spectra_only:
@@ -463,7 +466,7 @@ def importance_from_files(model: str | os.PathLike, xyz: str | os.PathLike, spec
             raise XanesnetError("the model was trained without a held-out split (train with --holdout)", path=model)
         keep = np.isin([p.stem for p in structures], cfg["holdout"]["ids"])
         if not keep.any():
-            raise XanesnetError("none of the model's held-out molecules are in this directory", path=xyz)
+            raise XanesnetError("none of the model's held-out molecules are among these structures")
         structures = [p for p, k in zip(structures, keep) if k]
         spectrum_files = [p for p, k in zip(spectrum_files, keep) if k]
     if seed is None:
