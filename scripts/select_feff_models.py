@@ -20,16 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from train_feff_models import DESCRIPTOR, EXTRA_DIR, MODEL, ROOT, SPECTRA, TRAINING, load_data, make_config
+from train_feff_models import DESCRIPTOR, EXTRA_DIR, MODEL, ROOT, SPECTRA, TRAINING, cross_validate, load_data, make_config
 
-from xanesnet.analysis.metrics import evaluate_spectra
-from xanesnet.bundle import Bundle
 from xanesnet.data.dataset import heldout_mask
 from xanesnet.descriptors import WACSF
 from xanesnet.io.structures import FIRST_ROW_TM
-from xanesnet.pipeline import model_config
-from xanesnet.predict import Predictor
-from xanesnet.training import train
 
 
 def mlp(hidden: list[int], dropout: float = 0.1) -> dict:
@@ -61,23 +56,6 @@ def model_bytes(model: dict, n_in: int, n_out: int, target_transform: str, n_tra
         n_out = int(target_transform.split(":")[1])
     widths = [n_in, *model["hidden"], n_out]
     return 5 * 4 * sum((a + 1) * b for a, b in zip(widths[:-1], widths[1:]))
-
-
-def cross_validate(x: np.ndarray, y: np.ndarray, energy: np.ndarray, config, *, folds: int = 5) -> dict:
-    perm = np.random.default_rng(12345).permutation(len(x))
-    mse, base, peak = [], [], []
-    for k in range(folds):
-        test = np.sort(perm[k::folds])
-        fit = np.setdiff1d(np.arange(len(x)), test)
-        trained = train(x[fit], y[fit], config, progress=False)
-        pred = Predictor(Bundle(path=None, config=model_config(trained, energy, [f"x{i}" for i in range(x.shape[1])]),
-                                members=trained.members)).predict_features(x[test]).mean
-        m = evaluate_spectra(energy, y[test], pred)
-        mse.append(m["mse"] * len(test))
-        base.append(float(np.mean((y[test] - y[fit].mean(0)) ** 2)) * len(test))
-        peak.append(m["peak_position_error_ev_mean"] * len(test))
-    n = len(x)
-    return {"mse": sum(mse) / n, "mean_mse": sum(base) / n, "ratio": sum(mse) / sum(base), "peak_ev_mean": sum(peak) / n}
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from conftest import EXAMPLES
 
 from xanesnet.cli import MODELS_DIR, main
 from xanesnet.io.structures import FIRST_ROW_TM
+from xanesnet.spectra import parse_grid
 
 #: One example molecule per metal (scripts/make_examples.py).
 EXAMPLE = {"Ti": "titanium_tetrachloride", "V": "hexaaquavanadium", "Cr": "chromium_hexacarbonyl", "Mn": "permanganate",
@@ -39,7 +40,8 @@ def test_shipped_feff_model_says_what_it_is(el, spectrum):
     cfg = json.loads((path / "config.json").read_text())
     assert (cfg["element"], cfg["edge"], cfg["spectrum"]) == (el, "K", spectrum)
     assert "FEFF10" in cfg["reference"]
-    assert cfg["spectra"]["grid"]["kind"] == "absolute" and len(cfg["energy"]) == cfg["spectra"]["grid"]["n"]
+    grid = parse_grid(cfg["spectra"]["grid"])
+    assert grid.kind == "absolute" and np.allclose(cfg["energy"], grid.energies())
     assert cfg["n_train"] >= 50 and cfg["holdout_metrics"]["n"] >= 3
     assert cfg["holdout_metrics"]["mse"] > 0
 
