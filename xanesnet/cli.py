@@ -291,8 +291,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         e_peak, i_peak = main_peak(pred.energy, pred.mean)
         trust = "" if pred.trusted is None else \
             f"; uncertainty score {pred.score[0]:.3g} ({'trusted' if pred.trusted[0] else 'NOT trusted'})"
-        print(f"{pred.ids[0]}: edge {edge_energy(pred.energy, pred.mean)[0]:.2f} eV, "
-              f"main peak {e_peak[0]:.2f} eV (intensity {i_peak[0]:.3f}); model {model.name}{trust}")
+        is_xes = json.loads((Path(model) / "config.json").read_text()).get("spectrum") == "xes"  # no edge in emission
+        edge = "" if is_xes else f"edge {edge_energy(pred.energy, pred.mean)[0]:.2f} eV, "
+        print(f"{pred.ids[0]}: {edge}main peak {e_peak[0]:.2f} eV (intensity {i_peak[0]:.3f}); model {Path(model).name}{trust}")
     print(f"wrote {n_written} spectra to {args.out}")
     return 0
 
