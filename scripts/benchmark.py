@@ -1165,13 +1165,24 @@ def _target_rows(sec: dict) -> list[str]:
         c = p["cold_start_s"]["xanesnet predict (1 molecule)"]["median"]
         t = p["cold_start_s"]['python -c "import torch"']["median"]
         rt = p["cold_start_vs_torch"]["median"]
+        why = f" (gap {c - TARGETS['cold_start_s']:.1f} s: `import torch` alone takes {t:.2f} s here"
+        ph = p.get("phases_s", {})
+        if ph:
+            why += f"; interpreter start-up + teardown with torch loaded ~{ph.get('interpreter start-up and exit', 0):.1f} s"
+        if WHATIF in p["cold_start_s"]:
+            why += f"; with the section 2 what-if: {p['cold_start_s'][WHATIF]['median']:.2f} s"
+        why += ")"
         rows.append(f"| cold start <= 1.5 s (XANESNET tool ~{XANESNET_TOOL_COLD_START_S} s) | {c:.2f} s | {_yes(c <= TARGETS['cold_start_s'])}"
-                    f"{'' if c <= TARGETS['cold_start_s'] else f' (import torch alone: {t:.2f} s)'} |")
+                    f"{'' if c <= TARGETS['cold_start_s'] else why} |")
         rows.append(f"| cold start <= 1.3x `import torch` | {rt:.2f}x ({c:.2f} vs {t:.2f} s) | {_yes(rt <= TARGETS['cold_start_vs_torch'])} |")
     if "batch" in p:
         b = p["batch"]["mol_per_s"]["median"]
-        rows.append(f"| batch >= 2,000 molecules/s after start-up | {b:,.0f}/s ({p['batch']['n_molecules']} molecules, "
-                    f"{p['batch']['threads']} thread) | {_yes(b >= TARGETS['batch_mol_per_s'])} |")
+        fs, ns = p["batch"]["featurize_s"]["median"], p["batch"]["networks_s"]["median"]
+        why = "" if b >= TARGETS["batch_mol_per_s"] else (
+            f" (gap {TARGETS['batch_mol_per_s'] / b:.1f}x: featurisation, one molecule at a time in Python/numpy, is "
+            f"{fs / (fs + ns):.0%} of the time, {fs / p['batch']['n_molecules'] * 1e3:.2f} ms/molecule)")
+        rows.append(f"| batch >= 2,000 molecules/s after start-up | {b:,.0f}/s (best repeat {p['batch']['mol_per_s']['max']:,.0f}/s; "
+                    f"{p['batch']['n_molecules']} molecules, {p['batch']['threads']} thread) | {_yes(b >= TARGETS['batch_mol_per_s'])}{why} |")
     if "cli_batch" in p:
         mem = p["cli_batch"]["maxrss_mb"]
         rows.append(f"| peak memory of the batch < 1 GB | {mem:.0f} MB | {_yes(mem < TARGETS['peak_memory_mb'])} |")
@@ -1179,8 +1190,12 @@ def _target_rows(sec: dict) -> list[str]:
     if "ratios" in t:
         mr, tr = t["ratios"]["mse_ours_over_sklearn"]["median"], t["ratios"]["fit_time_ours_over_sklearn"]["median"]
         ok = mr < 1 and tr <= TARGETS["train_time_ratio"]
+        ep = [r["xanesnet"]["epochs_run"] for r in t["per_fold"]]
+        it = [r["sklearn"]["n_iter"] for r in t["per_fold"]]
+        why = "" if ok else (f" (time: early stopping with patience {t['ours']['training'].get('patience')} runs {min(ep)}-{max(ep)} "
+                             f"epochs, sklearn stops itself after {min(it)}-{max(it)})" if tr > TARGETS["train_time_ratio"] else "")
         rows.append(f"| training: lower MSE than sklearn at <= half its fit time | MSE ratio {mr:.2f}, time ratio {tr:.2f} "
-                    f"(size {t.get('meta', {}).get('size')}) | {_yes(ok)} |")
+                    f"(size {t.get('meta', {}).get('size')}) | {_yes(ok)}{why} |")
         if "capped: mse_ours_over_sklearn" in t["ratios"]:
             cm, ct = t["ratios"]["capped: mse_ours_over_sklearn"]["median"], t["ratios"]["capped: fit_time_ours_over_sklearn"]["median"]
             rows.append(f"| same, ours capped at {t.get('capped_epochs')} epochs | MSE ratio {cm:.2f}, time ratio {ct:.2f} | "

@@ -1,7 +1,7 @@
 """Export our own FEFF10 simulations (``xanesnet simulate`` HDF5) into data/feff_extra/, one .npz per metal.
 
 The live simulation file (``scripts/simulate_tmqm.py`` writes
-``/work/scratch/feff_extra.h5``) grows while FEFF runs; this script takes a
+``~/.cache/xanesnet/feff_extra.h5``) grows while FEFF runs; this script takes a
 snapshot of its finished molecules (those with both XANES and XES) and writes
 compact, committed copies so that ``scripts/train_feff_models.py`` is
 reproducible from a clean checkout. Layout of ``data/feff_extra/<Metal>.npz``
@@ -15,7 +15,7 @@ reproducible from a clean checkout. Layout of ``data/feff_extra/<Metal>.npz``
   ``{s}_e_fermi`` (n,): FEFF's Fermi level (omega - e, eV)
 - ``meta``: JSON string (FEFF version, cards, source file, export time)
 
-    python scripts/export_feff_extra.py [--h5 /work/scratch/feff_extra.h5] [--out data/feff_extra]
+    python scripts/export_feff_extra.py [--h5 ~/.cache/xanesnet/feff_extra.h5] [--out data/feff_extra]
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from xanesnet.io.structures import FIRST_ROW_TM, Structure
 from xanesnet.simulate import SimulatedSpectrum, read_simulations
 
 ROOT = Path(__file__).resolve().parents[1]
-LIVE_H5 = Path("/work/scratch/feff_extra.h5")
+LIVE_H5 = Path(os.environ.get("XANESNET_CACHE") or Path.home() / ".cache" / "xanesnet") / "feff_extra.h5"
 EXTRA_DIR = ROOT / "data" / "feff_extra"
 SPECTRA = ("xanes", "xes")
 

@@ -8,8 +8,7 @@ continues where the last run stopped.
 
 Example (one worker, in the background)::
 
-    nohup python scripts/simulate_tmqm.py --out /work/scratch/feff_extra.h5 \
-        > /work/scratch/sim.log 2>&1 &
+    nohup python scripts/simulate_tmqm.py > ~/.cache/xanesnet/sim.log 2>&1 &
 """
 
 from __future__ import annotations
@@ -26,7 +25,9 @@ import numpy as np
 from xanesnet.io.structures import FIRST_ROW_TM
 from xanesnet.simulate import simulate
 
-DATA = Path("/work/shared/data")
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+CACHE = Path(os.environ.get("XANESNET_CACHE") or Path.home() / ".cache" / "xanesnet")
 logger = logging.getLogger("simulate_tmqm")
 
 
@@ -74,8 +75,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--archive", type=Path, default=DATA / "tmqm_3d.tar.gz")
     parser.add_argument("--feff-dir", type=Path, default=DATA / "feff_3d", help="reference set to leave out")
-    parser.add_argument("--scratch", type=Path, default=Path("/work/scratch"), help="where tmqm_3d/ is extracted")
-    parser.add_argument("--out", type=Path, default=Path("/work/scratch/feff_extra.h5"))
+    parser.add_argument("--scratch", type=Path, default=CACHE, help="where tmqm_3d/ is extracted")
+    parser.add_argument("--out", type=Path, default=CACHE / "feff_extra.h5")
     parser.add_argument("--spectrum", default="both", choices=["xanes", "xes", "both"])
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
@@ -89,7 +90,7 @@ def main() -> None:
 
     if args.nice:
         os.nice(args.nice)
-    if Path("/work/main") in args.scratch.resolve().parents or args.scratch.resolve() == Path("/work/main"):
+    if ROOT in args.scratch.resolve().parents or args.scratch.resolve() == ROOT:
         parser.error("--scratch must be outside the repository")
     tmqm = extract(args.archive, args.scratch)
     order = round_robin(tmqm, already_simulated(args.feff_dir), args.seed)
