@@ -370,6 +370,11 @@ def alternate_commands(cmds: dict[str, list[str]], runs: int, *, label: str, war
     return out
 
 
+def portable(path: str | os.PathLike) -> str:
+    """A path or command as written in the report: the repository as ``.``, the home directory as ``~``."""
+    return str(path).replace(str(ROOT), ".").replace(str(Path.home()), "~")
+
+
 def xanesnet_command() -> list[str]:
     """The ``xanesnet`` console script beside this interpreter (what a user runs), else ``python -m xanesnet.cli``."""
     exe = Path(sys.executable).parent / "xanesnet"
@@ -584,7 +589,7 @@ def bench_predict(ctx: Context) -> dict:
     exe = xanesnet_command()
     model_args = [] if info["cli_default"] else ["--model", str(model)]
     tmp = Path(tempfile.mkdtemp(prefix="bench-predict-", dir=ctx.work))
-    result: dict[str, Any] = {"model": str(model), "model_info": info, "molecule": mol.name, "command": exe[-1]}
+    result: dict[str, Any] = {"model": portable(model), "model_info": info, "molecule": mol.name, "command": portable(exe[-1])}
     try:
         predict_args = ["predict", str(mol), "--out", str(tmp / "one"), "--no-progress", *model_args]
         cmds = {
@@ -676,7 +681,8 @@ def bench_predict(ctx: Context) -> dict:
             log("predict", f"peak memory: {' '.join(cmd)}")
             m = run_measured(cmd)
             result["cli_batch"] = {"n_molecules": n, "wall_s": m.wall, "maxrss_mb": m.maxrss_mb, "mol_per_s": n / m.wall,
-                                   "returncode": m.returncode, "command": " ".join(cmd[len(exe) - 1:]).replace(str(tmp), "TMP")}
+                                   "returncode": m.returncode,
+                                   "command": portable(" ".join(["xanesnet", *cmd[len(exe):]]).replace(str(tmp), "TMP"))}
             if m.returncode != 0:
                 result["cli_batch"]["error"] = m.stderr.strip().splitlines()[-1] if m.stderr.strip() else ""
     finally:
@@ -888,7 +894,7 @@ def bench_theory(ctx: Context, results: dict) -> dict:
     from xanesnet.predict import Predictor
 
     model, info = ctx.model()
-    result["model"] = str(model)
+    result["model"] = portable(model)
     result["model_info"] = info
     predictor = Predictor.from_bundle(model)
     single = single_member(predictor)

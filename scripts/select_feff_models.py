@@ -94,8 +94,8 @@ def main() -> None:
                 print(f"{metal:2s} {spectrum:5s} n={len(x):3d} {name:14s} CV MSE {r['mse']:.2e} / mean {r['mean_mse']:.2e} "
                       f"= {r['ratio']:.3f}; peak {r['peak_ev_mean']:.2f} eV; {r['seconds']:.0f} s", flush=True)
     lines = ["# Network choice for the FEFF models (5-fold cross-validation, held-out 10% excluded)", "",
-             f"Data: feff_3d plus data/feff_extra at the time of the run. Candidates are named descriptor preset / "
-             f"hidden widths / changes; MLPs use SiLU, dropout 0.1, Adam, training settings {json.dumps({k: v for k, v in TRAINING.items() if k != 'ensemble'})} unless "
+             f"Data: feff_3d plus data/feff_extra at the time of the run. Candidates are named descriptor (plain-r1 = plain on 1-6 A) / "
+             f"hidden widths / changes; MLPs use SiLU, dropout 0.1 (0.3 where named), Adam, training settings {json.dumps({k: v for k, v in TRAINING.items() if k != 'ensemble'})} unless "
              f"changed, one network per fold. Ratio = CV MSE / CV MSE of the fold-training mean spectrum "
              f"(mean over metals; below 1 is better). Size: weights of a 5-member MLP ensemble (float32) or of "
              f"one GP (float64), averaged over the models.", "",
@@ -109,7 +109,8 @@ def main() -> None:
                 cells.append(f"{np.mean(vals):.3f}" if vals else "-")
         size = np.mean(sizes[name]) / 1e3
         lines.append(f"| {name} | {cells[0]} | {cells[1]} | {cells[2]} | {cells[3]} | {size:.0f} |")
-    lines += ["", f"Shipped: descriptor `{DESCRIPTOR}`, `{json.dumps(MODEL)}` with `{json.dumps(TRAINING)}` (see `scripts/train_feff_models.py`).", "",
+    lines += ["", f"Shipped: wACSF on {DESCRIPTOR['r_min']:g}-{DESCRIPTOR['r_max']:g} A ({DESCRIPTOR['n_g2']} G2, {DESCRIPTOR['n_g4']} G4), "
+              f"`{json.dumps(MODEL)}` with `{json.dumps(TRAINING)}` (see `scripts/train_feff_models.py`).", "",
               "Per metal:", "", "```json", json.dumps(results, indent=1), "```", ""]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines))

@@ -131,8 +131,9 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
         state = torch.load(w_path, map_location="cpu", weights_only=True)
         members = []
         for sd in state["members"]:
-            net = build_model(config["model"], n_in=len(config["feature_names"]), n_out=n_out)
-            net.load_state_dict(sd)
+            with torch.device("meta"):  # no initialisation work: the weights are assigned from the file
+                net = build_model(config["model"], n_in=len(config["feature_names"]), n_out=n_out)
+            net.load_state_dict(sd, assign=True)
             net.eval()
             members.append(net)
     except (RuntimeError, KeyError, TypeError, ValueError) as exc:

@@ -226,8 +226,11 @@ class WACSF(Descriptor):
         r2 = r * r
         dot = (vec @ vec.T).ravel()[upper]  # r_ij r_ik cos(theta_jik)
         r2_sum = (r2[:, None] + r2[None, :]).ravel()[upper]  # r_ij^2 + r_ik^2
-        cos = np.clip(dot / np.outer(r, r).ravel()[upper], -1.0, 1.0)  # rounding can step past +-1
         r_jk2 = np.maximum(r2_sum - 2.0 * dot, 0.0)
+        if self.clip_cutoff:  # fc(r_jk) = 0 beyond r_max: those pairs add nothing, skip them
+            near = r_jk2 < self.r_max**2
+            upper, dot, r2_sum, r_jk2 = upper[near], dot[near], r2_sum[near], r_jk2[near]
+        cos = np.clip(dot / np.outer(r, r).ravel()[upper], -1.0, 1.0)  # rounding can step past +-1
         wfc = w * fc
         pref = np.outer(wfc, wfc).ravel()[upper] * self._cutoff(np.sqrt(r_jk2))
         # centred grid: mu = 0, so the three Gaussians combine into one exponent

@@ -26,6 +26,7 @@ from xanesnet.errors import XanesnetError
 #: First-row transition metals, the absorbers xanesnet knows (Ti-Zn).
 FIRST_ROW_TM: tuple[str, ...] = ("Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn")
 FIRST_ROW_TM_Z: tuple[int, ...] = tuple(atomic_numbers[s] for s in FIRST_ROW_TM)
+_IS_FIRST_ROW_TM = np.isin(np.arange(len(chemical_symbols)), FIRST_ROW_TM_Z)
 
 _XYZ_SUFFIXES = (".xyz",)
 _COMMENT_FIELD = re.compile(r"\b(q|S)\s*=\s*([-+]?\d+(?:\.\d*)?)")
@@ -196,7 +197,7 @@ def resolve_absorber(structure: Structure, absorber: int | str | None = None) ->
             raise XanesnetError(f"absorber index {index} is out of range for {len(structure)} atoms", path=where)
         return index % len(structure)
     if absorber is None:
-        hits = np.flatnonzero(np.isin(structure.numbers, FIRST_ROW_TM_Z))
+        hits = np.flatnonzero(_IS_FIRST_ROW_TM[np.clip(structure.numbers, 0, len(_IS_FIRST_ROW_TM) - 1)])
         if len(hits) == 0:
             raise XanesnetError("no first-row transition metal (Ti-Zn) to use as absorber; pass --absorber", path=where)
         if len(hits) > 1:
