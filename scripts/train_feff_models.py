@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export_feff_extra import EXTRA_DIR, LIVE_H5, read_feff_extra
+from export_feff_extra import EXTRA_DIR, LIVE_H5, read_feff_extra, snapshot
 
 from xanesnet.config import Config, TrainingSettings
 from xanesnet.data.dataset import heldout_mask, list_files, pair_by_stem, stack_spectra
@@ -42,7 +42,7 @@ from xanesnet.errors import XanesnetError
 from xanesnet.io.spectra import Spectrum, read_spectrum
 from xanesnet.io.structures import FIRST_ROW_TM, find_structure_files, read_structure, resolve_absorber
 from xanesnet.pipeline import TrainingSet, train_model
-from xanesnet.simulate import SimulatedSpectrum, read_simulations
+from xanesnet.simulate import SimulatedSpectrum
 from xanesnet.spectra import ProcessSettings, check_coverage, parse_grid, processor_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -200,7 +200,8 @@ def load_data(metal: str, spectrum: str, config: Config, *, feff_dir: Path = FEF
     if committed.is_file():
         parts.append(simulations_set(read_feff_extra(committed, spectrum), metal, spectrum, config, sources, "feff_extra"))
     if live is not None:
-        parts.append(simulations_set(read_simulations(live, spectrum=spectrum), metal, spectrum, config, sources, "live"))
+        sims = list(snapshot(live)[spectrum].values())  # a private copy, with the not yet merged parts
+        parts.append(simulations_set(sims, metal, spectrum, config, sources, "live"))
     data = merge(*parts)
     n_dupes = sum(sources.counts.values()) - len(data.ids)
     if n_dupes:
