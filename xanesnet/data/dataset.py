@@ -20,7 +20,7 @@ import numpy as np
 from xanesnet.descriptors.base import Descriptor
 from xanesnet.errors import XanesnetError
 from xanesnet.io.spectra import Spectrum, read_spectrum
-from xanesnet.io.structures import Structure, parse_xyz, read_structure, resolve_absorber
+from xanesnet.io.structures import Structure, read_structure, resolve_absorber
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def featurize_files(paths: Sequence[str | os.PathLike], descriptor: Descriptor, 
             vec = cached.get(digest) if digest is not None else None
             structure = None
             if vec is None or keep_structures:
-                structure = _parse(p, raw)
+                structure = read_structure(p, raw)
             if vec is None:
                 vec = descriptor.create(structure, resolve_absorber(structure, absorber))
                 if digest is not None:
@@ -148,17 +148,6 @@ def _read_bytes(path: Path) -> bytes:
     if not path.is_file():
         raise XanesnetError("no such file" if not path.exists() else "not a file", path=path)
     return path.read_bytes()
-
-
-def _parse(path: Path, raw: bytes) -> Structure:
-    """Parse xyz from the bytes already read; other formats through :func:`read_structure`."""
-    if path.suffix.lower() != ".xyz":
-        return read_structure(path)
-    try:
-        text = raw.decode()
-    except UnicodeDecodeError:
-        raise XanesnetError("not a text file", path=path) from None
-    return parse_xyz(text, name=path.stem, source=str(path))
 
 
 class FeatureCache:

@@ -54,14 +54,17 @@ class Structure:
         return [chemical_symbols[z] for z in self.numbers]
 
 
-def read_structure(path: str | os.PathLike) -> Structure:
-    """Read one structure from ``path``; raise :class:`XanesnetError` naming the file on bad input."""
+def read_structure(path: str | os.PathLike, raw: bytes | None = None) -> Structure:
+    """Read one structure from ``path``; raise :class:`XanesnetError` naming the file on bad input.
+
+    ``raw`` are the file's bytes when the caller has already read them (e.g. to hash them).
+    """
     path = Path(path)
-    if not path.is_file():
+    if raw is None and not path.is_file():
         raise XanesnetError("no such file" if not path.exists() else "not a file", path=path)
     if path.suffix.lower() in _XYZ_SUFFIXES:
         try:
-            text = path.read_text()
+            text = (path.read_bytes() if raw is None else raw).decode()
         except UnicodeDecodeError:
             raise XanesnetError("not a text file", path=path) from None
         return parse_xyz(text, name=path.stem, source=str(path))
