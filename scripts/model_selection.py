@@ -31,11 +31,19 @@ from xanesnet.predict import Predictor
 from xanesnet.training import train
 
 ELEMENT_GROUPS = ("H", "C", "N", "O", "P,S,As,Se", "F,Cl,Br,I")
+LIGAND_GROUPS = ("H", "C", "N", "O")
+DONOR_GROUPS = ("C", "N", "O")
 
 
 def variants() -> dict[str, Config]:
     plain = preset("xanesnet-2021").to_dict()
-    elements = preset("default").to_dict()
+    elements = WACSF(element_groups=ELEMENT_GROUPS).to_dict()  # the default up to descriptor revision 2
+    ligands = {"angular_groups": LIGAND_GROUPS, "shell_groups": DONOR_GROUPS, "donor_env_groups": LIGAND_GROUPS}
+    angular = WACSF(element_groups=ELEMENT_GROUPS, angular_groups=LIGAND_GROUPS).to_dict()
+    shell = WACSF(element_groups=ELEMENT_GROUPS, shell_groups=DONOR_GROUPS).to_dict()
+    shell_donor = WACSF(element_groups=ELEMENT_GROUPS, shell_groups=DONOR_GROUPS, donor_env_groups=LIGAND_GROUPS).to_dict()
+    full = WACSF(element_groups=ELEMENT_GROUPS, **ligands).to_dict()
+    assert full == preset("default").to_dict()
     elements24 = WACSF(element_groups=ELEMENT_GROUPS, n_element_g2=24).to_dict()
     fixed = WACSF().to_dict()
 
@@ -57,6 +65,13 @@ def variants() -> dict[str, Config]:
         "elements/std/256x2": single(elements, hidden=(256, 256)),
         "elements/std/bs32": single(elements, batch_size=32),
         "elements/std/wd1e-4": single(elements, weight_decay=1e-4),
+        # descriptor revision 3: the ligand channels, one block at a time, on top of elements/std/drop0.1
+        "elements+angular/drop0.1": single(angular, dropout=0.1),
+        "elements+shell/drop0.1": single(shell, dropout=0.1),
+        "elements+shell+donor/drop0.1": single(shell_donor, dropout=0.1),
+        "default/drop0.1": single(full, dropout=0.1),  # all three: the default preset
+        "default/drop0.1/3x512": single(full, hidden=(512, 512, 512), dropout=0.1),
+        "default/drop0.2": single(full, dropout=0.2),
         # the shipped configuration (the library defaults: dropout 0.1, 5 members), and with bootstrap-resampled members
         "default-ensemble": Config(),
         "default-ensemble/bootstrap": Config(training=TrainingSettings(bootstrap=True)),

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from _wacsf_reference import reference_wacsf
+from _wacsf_reference import reference_ligand_channels, reference_wacsf
 from conftest import EXAMPLES, check_invariances
 
 from xanesnet.descriptors import DESCRIPTORS, PRESETS, WACSF, descriptor_from_dict, preset
@@ -60,6 +60,34 @@ def test_presets_reproduce_published_vectors(name, n_features, fe_sample):
         ours = d.create(s, a)
         ref = reference_wacsf(s.numbers.tolist(), s.positions.tolist(), a, **kw)
         np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-12 * np.abs(ref).max())
+
+
+def test_ligand_channels_match_a_loop_implementation(fe_sample):
+    """Angular pairs, first shell and donor environments of the default against explicit loops."""
+    d = preset("default")
+    start = d.feature_names.index(next(n for n in d.feature_names if n.startswith("A_")))
+    files = sorted((fe_sample / "xyz").glob("*.xyz"))[:3]
+    structures = [read_structure(f) for f in files] + [random_complex(7), example("hexacyanoferrate")]
+    for s in structures:
+        a = resolve_absorber(s)
+        ours = d.create(s, a)[start:]
+        ref = reference_ligand_channels(s.numbers.tolist(), s.positions.tolist(), a, d)
+        assert len(ours) == len(ref) and ref.max() > 0
+        np.testing.assert_allclose(ours, ref, rtol=1e-9, atol=1e-12 * np.abs(ref).max())
+
+
+def test_donor_environment_tells_cyanide_from_carbonyl_carbon():
+    """Same Fe-C first shell, different ligand atom behind the donor: only the donor channels differ."""
+    hcf = example("hexacyanoferrate")
+    carbonyl = replace(hcf, numbers=np.where(hcf.numbers == 7, 8, hcf.numbers))
+    d = preset("default")
+    a, b = d.create(hcf, 0), d.create(carbonyl, 0)
+    names = d.feature_names
+    shell = [i for i, n in enumerate(names) if n.startswith("S_C[")]
+    np.testing.assert_allclose(a[shell], b[shell])
+    cn = [i for i, n in enumerate(names) if n.startswith("D_C:N[")]
+    co = [i for i, n in enumerate(names) if n.startswith("D_C:O[")]
+    assert a[cn].max() > 0 and b[cn].max() == 0 and b[co].max() > 0 and a[co].max() == 0
 
 
 def test_legacy_quirks_change_the_vector():
@@ -134,6 +162,9 @@ def test_no_neighbour_within_r_max():
     ({"n_g2": 1}, "n_g2 must be 0 or at least 2"),
     ({"element_groups": ("C", "Xx")}, "unknown element 'Xx'"),
     ({"element_groups": ("C", "C,N")}, "element C is in more than one group"),
+    ({"angular_groups": ("C", "Qq")}, "unknown element 'Qq'"),
+    ({"donor_env_groups": ("C",)}, "donor-environment channels need shell_groups"),
+    ({"shell_groups": ("C",), "shell_r_min": 3.0, "shell_r_max": 2.0}, "first-shell channels need"),
 ])
 def test_invalid_settings(kwargs, message):
     with pytest.raises(XanesnetError, match=message):

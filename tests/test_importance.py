@@ -120,7 +120,13 @@ def test_feature_groups_of_the_default_preset():
     assert [names[i] for i in groups["charge+spin"]] == ["charge", "spin"]
     assert len(groups["all G2"]) == 32 and len(groups["all G4"]) == 64 and len(groups["all element G2"]) == 48
     assert sum(len(v) for k, v in groups.items() if not k.startswith("all ")) == len(names)
-    assert len(feature_groups(preset("default").feature_names)) == 1 + 32 + 8 + 7 + 3
+    default = preset("default").feature_names
+    groups = feature_groups(default)
+    # G1, 32 G2 centres, 8 G4 widths, 7 element channels, 15 angular pairs, 4 shell and 4 x 5 donor channels, 6 families
+    assert len(groups) == 1 + 32 + 8 + 7 + 15 + 4 + 20 + 6
+    assert len(groups["A_C-N"]) == 32 and len(groups["S_N"]) == 16 and len(groups["D_C:N"]) == 11
+    assert len(groups["all angular pairs"]) == 480 and len(groups["all donor environments"]) == 220
+    assert sum(len(v) for k, v in groups.items() if not k.startswith("all ")) == len(default)
 
 
 def test_default_windows_split_at_the_mean_main_peak():

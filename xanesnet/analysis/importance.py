@@ -26,7 +26,8 @@ maximum), ``post-edge`` from the split to the end of the grid.
 Correlated features share credit: scrambling one G2 Gaussian leaves its
 overlapping neighbours (and the element channels at the same distance)
 intact, so single-feature importances understate what a whole family carries;
-the ``all G2``, ``all G4`` and ``all element G2`` groups show that.
+the family groups (``all G2``, ``all G4``, ``all element G2``, ``all angular
+pairs``, ``all first shell``, ``all donor environments``) show that.
 """
 
 from __future__ import annotations
@@ -49,10 +50,25 @@ logger = logging.getLogger(__name__)
 
 #: Group names of whole families of features (scrambled together).
 FAMILY_G2, FAMILY_G4, FAMILY_ELEMENT = "all G2", "all G4", "all element G2"
+FAMILY_ANGULAR, FAMILY_SHELL, FAMILY_DONOR = "all angular pairs", "all first shell", "all donor environments"
 
 _G2 = re.compile(r"^G2\[mu=([-+\d.eE]+)\]$")
 _G4 = re.compile(r"^G4\[eta=([^,\]]+),")
 _ELEMENT = re.compile(r"^G2_([^\[]+)\[mu=([-+\d.eE]+)\]$")
+_ANGULAR = re.compile(r"^(A_[^\[]+)\[")
+_SHELL = re.compile(r"^(S_[^\[]+)\[")
+_DONOR = re.compile(r"^(D_[^\[]+)\[")
+
+#: How feature names fall into groups: (pattern, group key from the match, family), first match wins.
+#: Single G2 centres stay groups of their own; every other family groups by channel.
+_GROUPING: tuple[tuple[re.Pattern, Callable[[re.Match], str], str], ...] = (
+    (_G2, lambda m: m.group(0), FAMILY_G2),
+    (_G4, lambda m: f"G4[eta={m.group(1)}]", FAMILY_G4),
+    (_ELEMENT, lambda m: f"G2_{m.group(1)}", FAMILY_ELEMENT),
+    (_ANGULAR, lambda m: m.group(1), FAMILY_ANGULAR),
+    (_SHELL, lambda m: m.group(1), FAMILY_SHELL),
+    (_DONOR, lambda m: m.group(1), FAMILY_DONOR),
+)
 
 
 # --- windows ---------------------------------------------------------------------------------------------------------
@@ -124,24 +140,18 @@ def default_windows(energy: np.ndarray, spectra: np.ndarray) -> list[Window]:
 # --- feature groups --------------------------------------------------------------------------------------------------
 def feature_groups(feature_names: Sequence[str], *, families: bool = True) -> dict[str, list[int]]:
     """Group name -> feature columns: ``G1``, each G2 centre, each G4 width (all lambda, zeta), each element channel,
-    ``charge+spin``; any other feature is its own group. ``families`` adds ``all G2``, ``all G4``, ``all element G2``.
+    each angular pair (``A_C-N``), first-shell channel (``S_N``) and donor environment (``D_N:C``), ``charge+spin``;
+    any other feature is its own group. ``families`` adds one group per family (``all G2``, ``all G4``, ...).
     """
     groups: dict[str, list[int]] = {}
-    family: dict[str, list[int]] = {FAMILY_G2: [], FAMILY_G4: [], FAMILY_ELEMENT: []}
+    family: dict[str, list[int]] = {fam: [] for _, _, fam in _GROUPING}
     for i, name in enumerate(feature_names):
-        if _G2.match(name):
-            key = name
-            family[FAMILY_G2].append(i)
-        elif m := _G4.match(name):
-            key = f"G4[eta={m.group(1)}]"
-            family[FAMILY_G4].append(i)
-        elif m := _ELEMENT.match(name):
-            key = f"G2_{m.group(1)}"
-            family[FAMILY_ELEMENT].append(i)
-        elif name in ("charge", "spin"):
-            key = "charge+spin"
-        else:
-            key = name
+        key = "charge+spin" if name in ("charge", "spin") else name
+        for pattern, group_key, fam in _GROUPING:
+            if m := pattern.match(name):
+                key = group_key(m)
+                family[fam].append(i)
+                break
         groups.setdefault(key, []).append(i)
     if families:
         for key, cols in family.items():

@@ -75,7 +75,8 @@ def save_figure(fig: "Figure", path: str | os.PathLike, *, formats: Sequence[str
 # --- importance ----------------------------------------------------------------------------------------------------
 def importance_figure(result: "Importance") -> "Figure":
     """Per window: the absorber-neighbour distance histogram above G2 importance at each centre (Angstrom),
-    and element-channel importance below when the model has them; on the right, the grouped importance.
+    and element-channel importance below when the model has them; on the right, the grouped importance (every
+    family, and the 24 strongest other groups).
     """
     from xanesnet.analysis.importance import _G2, element_centres, g2_centres
 
@@ -129,8 +130,20 @@ def importance_figure(result: "Importance") -> "Figure":
                   f"{len(result.ids)} molecules, {result.n_repeats} repeats)", fontsize=9)
 
     # grouped importance, without the single G2 centres drawn on the left
-    _group_bars(right, result, [g for g in result.group_columns if not _G2.match(g)])
+    _group_bars(right, result, _strongest_groups(result, [g for g in result.group_columns if not _G2.match(g)]))
     return fig
+
+
+def _strongest_groups(result: "Importance", names: list[str], k: int = 24) -> list[str]:
+    """The family groups (``all ...``) and the ``k`` other groups with the largest importance in any window, in order."""
+    families = [g for g in names if g.startswith("all ")]
+    rest = [g for g in names if not g.startswith("all ")]
+    if len(rest) > k:
+        idx = [list(result.group_columns).index(g) for g in rest]
+        peak = np.max([result.mean(w.name, "groups")[idx] for w in result.windows], axis=0)
+        keep = set(np.argsort(-peak)[:k].tolist())
+        rest = [g for i, g in enumerate(rest) if i in keep]
+    return families + rest
 
 
 def _group_bars(fig, result: "Importance", names: list[str]) -> None:

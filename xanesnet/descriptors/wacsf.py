@@ -11,8 +11,30 @@ J. Chem. Phys. 134, 074106 (2011)), absorber ``i``, neighbours ``j`` with
   exp(-eta_m [(r_ij-mu_m)^2 + (r_ik-mu_m)^2 + (r_jk-mu_m)^2]) fc(r_ij) fc(r_ik) fc(r_jk)``
 
 with ``w_j = weight_scale * Z_j``. The vector is G1, G2 by m, G4 with m
-outermost then lambda then zeta, then (optionally) element-resolved G2
-channels by group then m, then charge and spin.
+outermost then lambda then zeta, then the optional channels below, then
+charge and spin.
+
+Optional, element-resolved channels (each off when its group list is empty;
+atoms in no listed group form a last ``other`` group):
+
+* element G2 (``element_groups``): unweighted shifted G2 per group,
+  ``sum_{j in g} exp(-eta (r_ij - mu)^2) fc(r_ij)``;
+* angular pairs (``angular_groups``): the modified angular functions of
+  Smith et al. (Chem. Sci. 8, 3192 (2017)), one block per unordered pair of
+  groups, ``2^(1-zeta) sum_{j<k} (1 + cos(theta_jik - theta_s))^zeta
+  exp(-eta ((r_ij + r_ik)/2 - R_s)^2) fa(r_ij) fa(r_ik)`` with ``fa`` the
+  cosine cutoff at ``angular_r_max``, by pair, then ``R_s``, then ``theta_s``;
+* first shell (``shell_groups``): finely spaced Gaussians
+  ``sum_{j in g} exp(-eta (r_ij - mu)^2)`` over the donor atoms (hydrogen
+  is never a donor), resolving bond lengths to a few hundredths of an A;
+* donor environments (``donor_env_groups``, needs ``shell_groups``): for
+  every donor ``d`` (non-hydrogen, ``r_id < donor_cutoff``, weight
+  ``fd = fc(r_id)`` with the cutoff at ``donor_cutoff``), the radial
+  distribution of its own neighbours ``k != i`` by group,
+  ``sum_d fd sum_{k in g} exp(-eta (r_dk - mu)^2) fe(r_dk)``, summed over
+  the donors of each shell group: what a donor is bonded to (cyanide C vs
+  carbonyl C vs an aromatic ring), which the absorber-centred functions
+  only see smeared over several distances.
 
 Radial grids: G2 is "shifted" (``mu = linspace(r_min+0.5, r_max-0.5, n_g2)``,
 ``eta = 1/(2 dr^2)``); G4 is "centred" (``mu = 0``,
@@ -29,7 +51,7 @@ whole range; see ``docs/descriptor.md``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 from ase.data import atomic_numbers
@@ -68,12 +90,28 @@ class WACSF(Descriptor):
         Shifted Gaussians of the element channels: ``mu`` on
         ``linspace(element_r_min, element_r_max, n_element_g2)`` (Angstrom),
         ``eta = 1/(2 dr^2)``.
+    angular_groups
+        Groups of the angular pair channels (empty: none).
+    angular_r_max, angular_shells, angular_eta, n_angular, angular_zeta
+        Their cutoff (A), radial centres ``R_s`` (A) and width, the number of
+        angle centres ``theta_s = (t + 1/2) pi / n_angular``, and ``zeta``.
+    shell_groups
+        Donor groups of the first-shell channels (empty: none).
+    n_shell_g2, shell_r_min, shell_r_max
+        Their Gaussians: ``mu`` on ``linspace(shell_r_min, shell_r_max, n_shell_g2)``,
+        ``eta = 1/(2 dr^2)``.
+    donor_env_groups
+        Neighbour groups of the donor-environment channels (empty: none).
+    donor_cutoff, n_donor_env, donor_env_r_max
+        Donors lie within ``donor_cutoff`` of the absorber; their neighbours
+        within ``donor_env_r_max`` of the donor, with Gaussians on
+        ``linspace(1.0, donor_env_r_max - 0.5, n_donor_env)``.
     charge_spin
         Append the molecule's charge and spin (from a tmQM comment line).
     """
 
     kind = "wacsf"
-    revision = 2
+    revision = 3
 
     r_min: float = 0.0
     r_max: float = 6.0
@@ -88,6 +126,20 @@ class WACSF(Descriptor):
     n_element_g2: int = 16
     element_r_min: float = 1.5
     element_r_max: float = 5.5
+    angular_groups: tuple[str, ...] = ()
+    angular_r_max: float = 3.5
+    angular_shells: tuple[float, ...] = (1.9, 2.3, 2.7, 3.1)
+    angular_eta: float = 8.0
+    n_angular: int = 8
+    angular_zeta: float = 8.0
+    shell_groups: tuple[str, ...] = ()
+    n_shell_g2: int = 16
+    shell_r_min: float = 1.7
+    shell_r_max: float = 2.7
+    donor_env_groups: tuple[str, ...] = ()
+    donor_cutoff: float = 3.0
+    n_donor_env: int = 11
+    donor_env_r_max: float = 4.0
     charge_spin: bool = False
 
     def __post_init__(self) -> None:
@@ -107,11 +159,20 @@ class WACSF(Descriptor):
             bad(f"g4_grid_points={self.g4_grid_points} is fewer than the {self.n_g4 // n_ang} G4 widths used")
         if any(z <= 0 for z in self.zetas):
             bad("zetas must be positive")
-        if self.element_groups:
-            if self.n_element_g2 < 2 or not self.element_r_min < self.element_r_max:
-                bad("element channels need n_element_g2 >= 2 and element_r_min < element_r_max")
+        if self.element_groups and (self.n_element_g2 < 2 or not self.element_r_min < self.element_r_max):
+            bad("element channels need n_element_g2 >= 2 and element_r_min < element_r_max")
+        if self.angular_groups and (self.n_angular < 1 or not self.angular_shells or self.angular_r_max <= 0
+                                    or self.angular_eta <= 0 or self.angular_zeta <= 0):
+            bad("angular channels need n_angular >= 1, angular_shells, and positive angular_r_max, angular_eta, angular_zeta")
+        if self.shell_groups and (self.n_shell_g2 < 2 or not 0 < self.shell_r_min < self.shell_r_max):
+            bad("first-shell channels need n_shell_g2 >= 2 and 0 < shell_r_min < shell_r_max")
+        if self.donor_env_groups and (not self.shell_groups or self.n_donor_env < 2 or self.donor_env_r_max <= 1.5
+                                      or self.donor_cutoff <= 0):
+            bad("donor-environment channels need shell_groups, n_donor_env >= 2, donor_env_r_max > 1.5 A "
+                "and a positive donor_cutoff")
+        for groups in (self.element_groups, self.angular_groups, self.shell_groups, self.donor_env_groups):
             seen: set[str] = set()
-            for group in self.element_groups:
+            for group in groups:
                 for sym in group.split(","):
                     if atomic_numbers.get(sym.strip(), 0) == 0:
                         bad(f"unknown element {sym.strip()!r} in element group {group!r}")
@@ -140,12 +201,30 @@ class WACSF(Descriptor):
 
     @cached_property
     def _group_of_z(self) -> np.ndarray:
-        """Channel index of every atomic number (the last channel is 'other')."""
-        table = np.full(len(atomic_numbers) + 1, len(self.element_groups), dtype=np.int64)
-        for g, group in enumerate(self.element_groups):
-            for sym in group.split(","):
-                table[atomic_numbers[sym.strip()]] = g
-        return table
+        return _group_table(self.element_groups)
+
+    @cached_property
+    def _shell_grid(self) -> tuple[np.ndarray, np.ndarray]:
+        mu = np.linspace(self.shell_r_min, self.shell_r_max, self.n_shell_g2)
+        return np.full(self.n_shell_g2, 1.0 / (2.0 * (mu[1] - mu[0]) ** 2)), mu
+
+    @cached_property
+    def _donor_env_grid(self) -> tuple[np.ndarray, np.ndarray]:
+        mu = np.linspace(1.0, self.donor_env_r_max - 0.5, self.n_donor_env)
+        return np.full(self.n_donor_env, 1.0 / (2.0 * (mu[1] - mu[0]) ** 2)), mu
+
+    @cached_property
+    def _angle_centres(self) -> np.ndarray:
+        return (np.arange(self.n_angular) + 0.5) * np.pi / self.n_angular
+
+    @cached_property
+    def _pair_index(self) -> np.ndarray:
+        """Index of the unordered group pair (a, b) among all pairs, a <= b, row by row."""
+        n = len(self.angular_groups) + 1
+        index = np.zeros((n, n), dtype=np.int64)
+        for p, (a, b) in enumerate(zip(*np.triu_indices(n))):
+            index[a, b] = index[b, a] = p
+        return index
 
     @cached_property
     def _angular(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -156,7 +235,7 @@ class WACSF(Descriptor):
     # --- names -------------------------------------------------------------------
     @cached_property
     def channel_names(self) -> list[str]:
-        return [*(g.replace(",", "") for g in self.element_groups), "other"] if self.element_groups else []
+        return _group_names(self.element_groups)
 
     @property
     def feature_names(self) -> list[str]:
@@ -171,16 +250,25 @@ class WACSF(Descriptor):
             names += [f"G4[eta={eta:.4f},lambda={lm:g},zeta={z:g}]" for lm, z in zip(lam, zeta)]
         for ch in self.channel_names:
             names += [f"G2_{ch}[mu={m:.3f}]" for m in self._element_grid[1]]
+        groups = _group_names(self.angular_groups)
+        for a, b in zip(*np.triu_indices(len(groups))):
+            names += [f"A_{groups[a]}-{groups[b]}[R={rs:g},theta={np.degrees(t):.1f}]"
+                      for rs in self.angular_shells for t in self._angle_centres]
+        for ch in _group_names(self.shell_groups):
+            names += [f"S_{ch}[mu={m:.3f}]" for m in self._shell_grid[1]]
+        if self.donor_env_groups:
+            for ch in _group_names(self.shell_groups):
+                for nb in _group_names(self.donor_env_groups):
+                    names += [f"D_{ch}:{nb}[mu={m:.3f}]" for m in self._donor_env_grid[1]]
         if self.charge_spin:
             names += ["charge", "spin"]
         return names
 
     # --- the vector ------------------------------------------------------------
     def _cutoff(self, r: np.ndarray) -> np.ndarray:
-        fc = 0.5 * (np.cos(np.pi * r / self.r_max) + 1.0)
         if self.clip_cutoff:
-            fc = np.where(r < self.r_max, fc, 0.0)
-        return fc
+            return _cosine_cutoff(r, self.r_max)
+        return 0.5 * (np.cos(np.pi * r / self.r_max) + 1.0)
 
     def create(self, structure: Structure, absorber: int) -> np.ndarray:
         where = structure.source or structure.name
@@ -210,6 +298,11 @@ class WACSF(Descriptor):
             onehot = np.zeros((len(r), len(self.channel_names)))
             onehot[np.arange(len(r)), self._group_of_z[z]] = 1.0
             parts.append((onehot.T @ gauss).ravel())
+
+        if self.angular_groups:
+            parts.append(self._angular_pairs(vec, r, z))
+        if self.shell_groups:
+            parts += self._first_shell(structure, absorber, vec, r, z)
 
         if self.charge_spin:
             if structure.charge is None or structure.spin is None:
@@ -241,6 +334,93 @@ class WACSF(Descriptor):
         return ((radial * pref[:, None]).T @ angular).ravel()
 
 
+    def _angular_pairs(self, vec: np.ndarray, r: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Modified angular functions, one block per unordered pair of groups."""
+        n_groups = len(self.angular_groups) + 1
+        out = np.zeros((n_groups * (n_groups + 1) // 2, len(self.angular_shells) * self.n_angular))
+        near = r < self.angular_r_max
+        vec, r, z = vec[near], r[near], z[near]
+        if len(r) >= 2:
+            j, k = _pairs(len(r))
+            theta = np.arccos(np.clip(np.einsum("ij,ij->i", vec[j], vec[k]) / (r[j] * r[k]), -1.0, 1.0))
+            fa = _cosine_cutoff(r, self.angular_r_max)
+            radial = np.exp(-self.angular_eta * (0.5 * (r[j] + r[k])[:, None] - np.asarray(self.angular_shells)) ** 2)
+            radial *= (fa[j] * fa[k])[:, None]
+            angular = 2.0 ** (1.0 - self.angular_zeta) * (1.0 + np.cos(theta[:, None] - self._angle_centres)) ** self.angular_zeta
+            group = _group_table(self.angular_groups)[z]
+            terms = (radial[:, :, None] * angular[:, None, :]).reshape(len(j), -1)  # R_s outer, theta_s inner
+            out = _sum_by(self._pair_index[group[j], group[k]], terms, len(out))
+        return out.ravel()
+
+    def _first_shell(self, structure: Structure, absorber: int, vec: np.ndarray, r: np.ndarray,
+                     z: np.ndarray) -> list[np.ndarray]:
+        """Fine bond-length Gaussians by donor group and, optionally, each donor's own neighbours."""
+        heavy = z > 1
+        eta, mu = self._shell_grid
+        donor_group = _group_table(self.shell_groups)[z[heavy]]
+        n_donor_groups = len(self.shell_groups) + 1
+        gauss = np.exp(-eta * (r[heavy][:, None] - mu) ** 2)
+        parts = [_sum_by(donor_group, gauss, n_donor_groups).ravel()]
+        if self.donor_env_groups:
+            parts.append(self._donor_environments(structure, absorber, vec[heavy] + structure.positions[absorber],
+                                                  r[heavy], donor_group, n_donor_groups))
+        return parts
+
+    def _donor_environments(self, structure: Structure, absorber: int, donors: np.ndarray, r_donor: np.ndarray,
+                            donor_group: np.ndarray, n_donor_groups: int) -> np.ndarray:
+        eta, mu = self._donor_env_grid
+        n_nb = len(self.donor_env_groups) + 1
+        out = np.zeros((n_donor_groups, n_nb, len(mu)))
+        is_donor = r_donor < self.donor_cutoff
+        donors, weight, donor_group = donors[is_donor], _cosine_cutoff(r_donor[is_donor], self.donor_cutoff), donor_group[is_donor]
+        if len(donors):
+            # only atoms that can be within donor_env_r_max of a donor (the rest add exact zeros)
+            r_abs = np.linalg.norm(structure.positions - structure.positions[absorber], axis=1)
+            others = np.flatnonzero(r_abs < self.donor_cutoff + self.donor_env_r_max)
+            others = others[others != absorber]
+            diff = structure.positions[others][None, :, :] - donors[:, None, :]
+            dist = np.sqrt(np.einsum("dkc,dkc->dk", diff, diff))  # (donors, atoms)
+            dist = np.where(dist > 1e-8, dist, np.inf)  # a donor is not its own neighbour
+            fe = _cosine_cutoff(dist, self.donor_env_r_max) * weight[:, None]
+            gauss = np.exp(-eta * (np.minimum(dist, 1e3)[:, :, None] - mu) ** 2) * fe[:, :, None]  # (donors, atoms, mu)
+            nb_group = _group_table(self.donor_env_groups)[structure.numbers[others]]
+            onehot_nb = np.eye(n_nb)[nb_group]  # (atoms, nb groups)
+            per_donor = np.einsum("dkm,kg->dgm", gauss, onehot_nb)
+            out = _sum_by(donor_group, per_donor.reshape(len(donors), -1), n_donor_groups)
+        return out.ravel()
+
+
+def _sum_by(labels: np.ndarray, rows: np.ndarray, n_labels: int) -> np.ndarray:
+    """Sum of the ``rows`` (n, m) with each label in ``0..n_labels-1``: an (n_labels, m) array (one matrix product)."""
+    onehot = np.zeros((n_labels, len(labels)))
+    onehot[labels, np.arange(len(labels))] = 1.0
+    return onehot @ rows
+
+
+def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices of the pairs j < k of n items (from the cached flat indices)."""
+    flat = _upper_triangle(n)
+    return flat // n, flat % n
+
+
+def _cosine_cutoff(r: np.ndarray, r_cut: float) -> np.ndarray:
+    return np.where(r < r_cut, 0.5 * (np.cos(np.pi * np.minimum(r, r_cut) / r_cut) + 1.0), 0.0)
+
+
+@lru_cache(maxsize=32)
+def _group_table(groups: tuple[str, ...]) -> np.ndarray:
+    """Group index of every atomic number; atoms in no group get the last ('other') index."""
+    table = np.full(len(atomic_numbers) + 1, len(groups), dtype=np.int64)
+    for g, group in enumerate(groups):
+        for sym in group.split(","):
+            table[atomic_numbers[sym.strip()]] = g
+    return table
+
+
+def _group_names(groups: tuple[str, ...]) -> list[str]:
+    return [*(g.replace(",", "") for g in groups), "other"] if groups else []
+
+
 def _upper_triangle(n: int, _cache: dict[int, np.ndarray] = {}) -> np.ndarray:
     """Flat indices (into an n x n matrix) of the pairs j < k; cached, as the same sizes recur."""
     if n not in _cache:
@@ -257,5 +437,6 @@ PRESETS: dict[str, WACSF] = {
     "xanesnet-2021": WACSF(r_min=0.0, r_max=6.0, n_g2=32, n_g4=64, lambdas=(1.0, -1.0), zetas=(1.0, 2.0, 4.0, 8.0),
                            weight_scale=1.0, clip_cutoff=False, g4_grid_points=64),
     "plain": WACSF(),
-    "default": WACSF(element_groups=("H", "C", "N", "O", "P,S,As,Se", "F,Cl,Br,I")),
+    "default": WACSF(element_groups=("H", "C", "N", "O", "P,S,As,Se", "F,Cl,Br,I"), angular_groups=("H", "C", "N", "O"),
+                     shell_groups=("C", "N", "O"), donor_env_groups=("H", "C", "N", "O")),
 }
