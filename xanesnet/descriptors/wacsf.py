@@ -183,9 +183,7 @@ class WACSF(Descriptor):
     # --- grids -----------------------------------------------------------------
     @cached_property
     def _g2_grid(self) -> tuple[np.ndarray, np.ndarray]:
-        mu = np.linspace(self.r_min + 0.5, self.r_max - 0.5, self.n_g2)
-        dr = mu[1] - mu[0] if self.n_g2 > 1 else 1.0
-        return np.full(self.n_g2, 1.0 / (2.0 * dr**2)), mu
+        return _shifted_grid(self.r_min + 0.5, self.r_max - 0.5, self.n_g2)
 
     @cached_property
     def _g4_widths(self) -> np.ndarray:
@@ -196,8 +194,7 @@ class WACSF(Descriptor):
 
     @cached_property
     def _element_grid(self) -> tuple[np.ndarray, np.ndarray]:
-        mu = np.linspace(self.element_r_min, self.element_r_max, self.n_element_g2)
-        return np.full(self.n_element_g2, 1.0 / (2.0 * (mu[1] - mu[0]) ** 2)), mu
+        return _shifted_grid(self.element_r_min, self.element_r_max, self.n_element_g2)
 
     @cached_property
     def _group_of_z(self) -> np.ndarray:
@@ -205,13 +202,11 @@ class WACSF(Descriptor):
 
     @cached_property
     def _shell_grid(self) -> tuple[np.ndarray, np.ndarray]:
-        mu = np.linspace(self.shell_r_min, self.shell_r_max, self.n_shell_g2)
-        return np.full(self.n_shell_g2, 1.0 / (2.0 * (mu[1] - mu[0]) ** 2)), mu
+        return _shifted_grid(self.shell_r_min, self.shell_r_max, self.n_shell_g2)
 
     @cached_property
     def _donor_env_grid(self) -> tuple[np.ndarray, np.ndarray]:
-        mu = np.linspace(1.0, self.donor_env_r_max - 0.5, self.n_donor_env)
-        return np.full(self.n_donor_env, 1.0 / (2.0 * (mu[1] - mu[0]) ** 2)), mu
+        return _shifted_grid(1.0, self.donor_env_r_max - 0.5, self.n_donor_env)
 
     @cached_property
     def _angle_centres(self) -> np.ndarray:
@@ -273,7 +268,7 @@ class WACSF(Descriptor):
     def create(self, structure: Structure, absorber: int) -> np.ndarray:
         where = structure.source or structure.name
         vec = structure.positions - structure.positions[absorber]
-        r = np.sqrt(np.einsum("ij,ij->i", vec, vec))
+        r = r_all = np.sqrt(np.einsum("ij,ij->i", vec, vec))
         near = (r > 0.0) & (r < self.r_max)
         near[absorber] = False
         if not near.any():
@@ -295,14 +290,12 @@ class WACSF(Descriptor):
         if self.element_groups:
             eta, mu = self._element_grid
             gauss = np.exp(-eta * (r[:, None] - mu) ** 2) * fc[:, None]  # (n_neigh, n_mu)
-            onehot = np.zeros((len(r), len(self.channel_names)))
-            onehot[np.arange(len(r)), self._group_of_z[z]] = 1.0
-            parts.append((onehot.T @ gauss).ravel())
+            parts.append(_sum_by(self._group_of_z[z], gauss, len(self.channel_names)).ravel())
 
         if self.angular_groups:
             parts.append(self._angular_pairs(vec, r, z))
         if self.shell_groups:
-            parts += self._first_shell(structure, absorber, vec, r, z)
+            parts += self._first_shell(structure, absorber, r_all, vec, r, z)
 
         if self.charge_spin:
             if structure.charge is None or structure.spin is None:
@@ -352,7 +345,7 @@ class WACSF(Descriptor):
             out = _sum_by(self._pair_index[group[j], group[k]], terms, len(out))
         return out.ravel()
 
-    def _first_shell(self, structure: Structure, absorber: int, vec: np.ndarray, r: np.ndarray,
+    def _first_shell(self, structure: Structure, absorber: int, r_all: np.ndarray, vec: np.ndarray, r: np.ndarray,
                      z: np.ndarray) -> list[np.ndarray]:
         """Fine bond-length Gaussians by donor group and, optionally, each donor's own neighbours."""
         heavy = z > 1
@@ -362,21 +355,21 @@ class WACSF(Descriptor):
         gauss = np.exp(-eta * (r[heavy][:, None] - mu) ** 2)
         parts = [_sum_by(donor_group, gauss, n_donor_groups).ravel()]
         if self.donor_env_groups:
-            parts.append(self._donor_environments(structure, absorber, vec[heavy] + structure.positions[absorber],
+            parts.append(self._donor_environments(structure, absorber, r_all, vec[heavy] + structure.positions[absorber],
                                                   r[heavy], donor_group, n_donor_groups))
         return parts
 
-    def _donor_environments(self, structure: Structure, absorber: int, donors: np.ndarray, r_donor: np.ndarray,
-                            donor_group: np.ndarray, n_donor_groups: int) -> np.ndarray:
+    def _donor_environments(self, structure: Structure, absorber: int, r_all: np.ndarray, donors: np.ndarray,
+                            r_donor: np.ndarray, donor_group: np.ndarray, n_donor_groups: int) -> np.ndarray:
         eta, mu = self._donor_env_grid
         n_nb = len(self.donor_env_groups) + 1
         out = np.zeros((n_donor_groups, n_nb, len(mu)))
         is_donor = r_donor < self.donor_cutoff
-        donors, weight, donor_group = donors[is_donor], _cosine_cutoff(r_donor[is_donor], self.donor_cutoff), donor_group[is_donor]
+        donors, donor_group = donors[is_donor], donor_group[is_donor]
+        weight = _cosine_cutoff(r_donor[is_donor], self.donor_cutoff)
         if len(donors):
             # only atoms that can be within donor_env_r_max of a donor (the rest add exact zeros)
-            r_abs = np.linalg.norm(structure.positions - structure.positions[absorber], axis=1)
-            others = np.flatnonzero(r_abs < self.donor_cutoff + self.donor_env_r_max)
+            others = np.flatnonzero(r_all < self.donor_cutoff + self.donor_env_r_max)
             others = others[others != absorber]
             diff = structure.positions[others][None, :, :] - donors[:, None, :]
             dist = np.sqrt(np.einsum("dkc,dkc->dk", diff, diff))  # (donors, atoms)
@@ -388,6 +381,13 @@ class WACSF(Descriptor):
             per_donor = np.einsum("dkm,kg->dgm", gauss, onehot_nb)
             out = _sum_by(donor_group, per_donor.reshape(len(donors), -1), n_donor_groups)
         return out.ravel()
+
+
+def _shifted_grid(lo: float, hi: float, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Widths ``eta = 1/(2 dr^2)`` and centres ``mu = linspace(lo, hi, n)`` of a shifted Gaussian grid."""
+    mu = np.linspace(lo, hi, n)
+    dr = mu[1] - mu[0] if n > 1 else 1.0
+    return np.full(n, 1.0 / (2.0 * dr**2)), mu
 
 
 def _sum_by(labels: np.ndarray, rows: np.ndarray, n_labels: int) -> np.ndarray:
