@@ -33,7 +33,7 @@ from xanesnet.data.dataset import heldout_mask
 from xanesnet.io.structures import find_structure_files, read_structure, resolve_absorber
 from xanesnet.pipeline import build_training_set, score_predictions, train_model
 from xanesnet.predict import Predictor
-from xanesnet.uncertainty import calibration_curve
+from xanesnet.uncertainty import EXTRAPOLATION_LIMIT, calibration_curve
 
 STRETCH, BOND = 0.4, 2.6
 
@@ -48,10 +48,12 @@ def stretched(structure, absorber: int):
     return replace(structure, positions=pos)
 
 
-def flag_rate(predictor: Predictor, structures, absorber=None, mc_samples=None) -> tuple[float, int]:
+def flag_rate(predictor: Predictor, structures, absorber=None, mc_samples=None) -> dict:
+    """Share of the molecules flagged, and of those beyond the training range (the second reason for a flag)."""
     x = predictor.descriptor.featurize(structures, absorber=absorber)
     pred = predictor.predict_features(x, mc_samples=mc_samples)
-    return float(np.mean(~pred.trusted)), len(structures)
+    beyond = None if pred.extrapolation is None else float(np.mean(pred.extrapolation > EXTRAPOLATION_LIMIT))
+    return {"rate": float(np.mean(~pred.trusted)), "beyond_range": beyond, "n": len(structures)}
 
 
 def main() -> None:
@@ -95,7 +97,7 @@ def main() -> None:
         if folder.is_dir():
             flags[f"{metal}_through_Fe_model"] = flag_rate(predictor, [read_structure(p) for p in find_structure_files([folder])],
                                                            absorber=metal)
-    report["trust_flag_rate"] = {k: {"rate": r, "n": n} for k, (r, n) in flags.items()}
+    report["trust_flag_rate"] = flags
 
     if not args.skip_gpr:
         gcfg = Config(descriptor=cfg["descriptor"], model={"kind": "gpr"}, seed=cfg["seed"])
@@ -110,8 +112,8 @@ def main() -> None:
         report["gpr"] = {**score_predictions(gpred, data.y[test]), "train_seconds": t_train,
                          "predict_seconds": time.perf_counter() - t0}
         report["gpr"]["trust_flag_rate"] = {
-            "heldout": flag_rate(gp, structures)[0],
-            "stretched_bonds_0.4A": flag_rate(gp, [stretched(s, resolve_absorber(s)) for s in structures])[0]}
+            "heldout": flag_rate(gp, structures)["rate"],
+            "stretched_bonds_0.4A": flag_rate(gp, [stretched(s, resolve_absorber(s)) for s in structures])["rate"]}
 
     out = ROOT / "docs"
     (out / "uncertainty.json").write_text(json.dumps(report, indent=1))
@@ -157,10 +159,15 @@ def write_markdown(r: dict, path: Path) -> None:
                      f"{m['sigma_error_spearman']:.2f} | {1 - m['trusted_fraction']:.3f} | "
                      f"{m.get('train_seconds') or float('nan'):.0f} | {m.get('predict_seconds', float('nan')):.2f} |")
     lines += ["", f"Ensemble MSE {e['mse']:.3e} vs average member {np.mean(e['member_mse']):.3e}: "
-              f"{100 * e['gain_over_average_member']:.1f}% lower.", "", "Trust flag (MLP ensemble):", "",
-              "| inputs | flagged | n |", "|---|---|---|"]
+              f"{100 * e['gain_over_average_member']:.1f}% lower.", "",
+              "Trust flag (MLP ensemble). A prediction is flagged when its uncertainty score is above the validation "
+              "scores' 95th percentile, or when a descriptor value lies more than "
+              f"{EXTRAPOLATION_LIMIT:g} training standard deviations beyond the range seen in training (the second "
+              "column counts those alone).", "",
+              "| inputs | flagged | beyond the training range | n |", "|---|---|---|---|"]
     for k, v in r["trust_flag_rate"].items():
-        lines.append(f"| {k} | {100 * v['rate']:.1f}% | {v['n']} |")
+        beyond = "-" if v.get("beyond_range") is None else f"{100 * v['beyond_range']:.1f}%"
+        lines.append(f"| {k} | {100 * v['rate']:.1f}% | {beyond} | {v['n']} |")
     if "gpr" in r:
         lines += ["", "Trust flag (GP baseline): " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in r["gpr"]["trust_flag_rate"].items())]
     lines += ["", "![calibration](calibration.png)", ""]

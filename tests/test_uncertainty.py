@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import EXAMPLES
+from conftest import EXAMPLES, ROOT
 from test_training import quick_config, synthetic
 from torch import nn
 
@@ -15,7 +15,7 @@ from xanesnet.bundle import load_bundle
 from xanesnet.errors import XanesnetError
 from xanesnet.pipeline import train_model
 from xanesnet.predict import Predictor
-from xanesnet.uncertainty import calibration_curve, coverage, fit_calibration, mc_dropout
+from xanesnet.uncertainty import EXTRAPOLATION_LIMIT, calibration_curve, coverage, fit_calibration, mc_dropout
 
 
 def test_ensemble_std_is_zero_for_identical_members_and_positive_otherwise(tmp_path):
@@ -136,6 +136,66 @@ def test_trust_flag_in_cli_output(tmp_path, capsys):
     assert main(["predict", "--model", str(tmp_path / "m"), str(EXAMPLES / "tetrachloroferrate.xyz"), "--out", str(tmp_path / "o2")]) == 0
     out, err = capsys.readouterr()
     assert "NOT trusted" in out and "warning: tetrachloroferrate: prediction NOT trusted" in err
+
+
+def test_values_beyond_the_training_range_are_clipped_flagged_and_named(tmp_path):
+    data = synthetic()
+    train_model(data, quick_config(ensemble=3), tmp_path / "m", progress=False)
+    predictor = Predictor.from_bundle(tmp_path / "m")
+    scaler = predictor.bundle.x_scaler
+    assert np.all(scaler.min_ >= data.x.min(0)) and np.all(scaler.max_ <= data.x.max(0))
+    names = predictor.bundle.config["feature_names"]
+    # in the training range: nothing changes, nothing is named
+    inside = np.clip(data.x[:5], scaler.min_, scaler.max_)
+    pred = predictor.predict_features(inside, ids=list("abcde"))
+    assert np.all(pred.extrapolation == 0) and pred.extrapolated_feature == [None] * 5
+    legacy = Predictor.from_bundle(tmp_path / "m")
+    legacy.bundle.x_scaler.min_ = legacy.bundle.x_scaler.max_ = None  # a model saved before the range was kept
+    unchecked = legacy.predict_features(inside)
+    np.testing.assert_array_equal(pred.mean, unchecked.mean)
+    assert unchecked.extrapolation is None and unchecked.extrapolated_feature is None
+    # one feature far beyond anything seen: clipped to the limit, flagged, and named in the warning
+    far, edge = inside[:1].copy(), inside[:1].copy()
+    far[0, 3] = scaler.max_[3] + 1e4 * scaler.std_[3]
+    edge[0, 3] = scaler.max_[3] + EXTRAPOLATION_LIMIT * scaler.std_[3]
+    out = predictor.predict_features(far, ids=["weird"])
+    np.testing.assert_array_equal(out.mean, predictor.predict_features(edge).mean)
+    assert out.extrapolation[0] == pytest.approx(1e4) and out.extrapolated_feature == [names[3]]
+    assert not out.trusted[0]
+    assert out.warnings() and out.warnings()[0].startswith("weird: prediction NOT trusted") and names[3] in out.warnings()[0]
+    # just inside the limit: still trusted as far as the range goes
+    assert predictor.predict_features(edge).extrapolation[0] == pytest.approx(EXTRAPOLATION_LIMIT)
+
+
+def test_standardizer_state_keeps_the_training_range_and_loads_without_it():
+    from xanesnet.transforms import Standardizer
+
+    v = np.random.default_rng(0).normal(size=(50, 4))
+    s = Standardizer.from_state(json.loads(json.dumps(Standardizer().fit(v).state())))
+    np.testing.assert_array_equal(s.min_, v.min(0))
+    np.testing.assert_array_equal(s.max_, v.max(0))
+    old = Standardizer.from_state({"kind": "standardize", "mean": [0.0] * 4, "std": [1.0] * 4})
+    assert old.min_ is None and old.max_ is None
+
+
+def test_shipped_model_flags_an_unseen_ligand_and_keeps_the_spectrum_finite(tmp_path, capsys):
+    """An end-on Fe-superoxo adduct (O-O 1.25 A): no training complex has an O donor bonded to another O.
+
+    Without the range check the networks extrapolate to intensities of +-50; with it the spectrum stays in
+    the range of real spectra and the warning names the O-O channel.
+    """
+    from xanesnet.cli import main
+
+    lines = (EXAMPLES / "hexaaquairon.xyz").read_text().splitlines()
+    atoms = lines[2:-3]  # drop the last water (O at -z and its two H)
+    atoms += ["O 0.0 0.0 -1.80", f"O {1.25 * np.sin(np.radians(60)):.5f} 0.0 {-1.80 - 1.25 * np.cos(np.radians(60)):.5f}"]
+    path = tmp_path / "fe_superoxo.xyz"
+    path.write_text(f"{len(atoms)}\nCSD_code = fe_superoxo | q = 2 | S = 2\n" + "\n".join(atoms) + "\n")
+    assert main(["predict", "--model", str(ROOT / "models" / "fe-k-xanes"), str(path), "--out", str(tmp_path / "o")]) == 0
+    _, err = capsys.readouterr()
+    assert "warning: fe_superoxo: prediction NOT trusted" in err and "D_O:O[" in err
+    spectrum = np.loadtxt(tmp_path / "o" / "fe_superoxo.txt")
+    assert np.all(np.isfinite(spectrum)) and -0.1 < spectrum[:, 1].min() and spectrum[:, 1].max() < 2.0
 
 
 def test_gaussian_process_gives_calibrated_predictive_std(tmp_path):

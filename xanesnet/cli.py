@@ -288,14 +288,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
         write_json(args.json, {i: {"model": str(model), "energy": pred.energy.tolist(), "intensity": pred.mean[k].tolist(),
                                    "std": pred.std[k].tolist(), "uncertainty_mode": pred.mode,
                                    "uncertainty_score": None if pred.score is None else float(pred.score[k]),
-                                   "trusted": None if pred.trusted is None else bool(pred.trusted[k])}
+                                   "trusted": None if pred.trusted is None else bool(pred.trusted[k]),
+                                   "extrapolation": None if pred.extrapolation is None else {
+                                       "feature": pred.extrapolated_feature[k],
+                                       "training_std_beyond_range": float(pred.extrapolation[k])}}
                                for model, pred in predictions for k, i in enumerate(pred.ids)})
     n_written = sum(len(write_spectra(pred, args.out, e0=args.e0)) for _, pred in predictions)
     for model, pred in predictions:
-        if pred.trusted is not None:
-            for k in (k for k, ok in enumerate(pred.trusted) if not ok):
-                print(f"warning: {pred.ids[k]}: prediction NOT trusted: uncertainty score {pred.score[k]:.3g} is above the "
-                      f"model's threshold {pred.threshold:.3g} (outside the training data?)", file=sys.stderr)
+        for line in pred.warnings():
+            print(f"warning: {line}", file=sys.stderr)
     if args.plot:
         from xanesnet.analysis.plots import plot_predictions
 
@@ -310,8 +311,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
         model, pred = predictions[0]
         e_peak, i_peak = main_peak(pred.energy, pred.mean)
-        trust = "" if pred.trusted is None else \
-            f"; uncertainty score {pred.score[0]:.3g} ({'trusted' if pred.trusted[0] else 'NOT trusted'})"
+        score = "" if pred.score is None else f"uncertainty score {pred.score[0]:.3g} "
+        trust = "" if pred.trusted is None else f"; {score}({'trusted' if pred.trusted[0] else 'NOT trusted'})"
         is_xes = json.loads((Path(model) / "config.json").read_text()).get("spectrum") == "xes"  # no edge in emission
         edge = "" if is_xes else f"edge {edge_energy(pred.energy, pred.mean)[0]:.2f} eV, "
         print(f"{pred.ids[0]}: {edge}main peak {e_peak[0]:.2f} eV (intensity {i_peak[0]:.3f}); model {Path(model).name}{trust}")

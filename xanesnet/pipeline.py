@@ -190,8 +190,9 @@ def score_predictions(pred, y_true: np.ndarray) -> dict[str, Any]:
     from xanesnet.uncertainty import uncertainty_metrics
 
     metrics = evaluate_spectra(pred.energy, y_true, pred.mean)
-    if pred.trusted is not None:
+    if pred.score is not None:
         metrics.update(uncertainty_metrics(y_true, pred.mean, pred.std))
+    if pred.trusted is not None:
         metrics["trusted_fraction"] = float(np.mean(pred.trusted))
     return metrics
 

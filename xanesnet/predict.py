@@ -28,8 +28,14 @@ class Prediction:
     """Predicted spectra: mean and calibrated standard deviation per energy point (eV), and trust.
 
     ``samples`` holds one row per ensemble member (times dropout draws);
-    ``score`` is the scalar uncertainty of each spectrum and ``trusted`` is
-    ``score <= threshold`` (``None`` where the model gives no uncertainty).
+    ``score`` is the scalar uncertainty of each spectrum. ``extrapolation``
+    is how far (in training standard deviations) the molecule's most unusual
+    descriptor value lies beyond the training range, ``extrapolated_feature``
+    names that feature (``None`` inside the range; both are ``None`` for
+    models saved without the range).
+    ``trusted`` is ``score <= threshold`` and ``extrapolation <=``
+    :data:`~xanesnet.uncertainty.EXTRAPOLATION_LIMIT` (``None`` where the
+    model gives neither).
     """
 
     ids: list[str]
@@ -42,6 +48,25 @@ class Prediction:
     trusted: np.ndarray | None = None
     threshold: float | None = None
     relative: bool = False  # energies relative to the edge E0 (a model trained on a relative grid)
+    extrapolation: np.ndarray | None = None
+    extrapolated_feature: list[str] | None = None
+
+    def warnings(self) -> list[str]:
+        """One line per spectrum that is not trusted, naming the molecule and saying why."""
+        from xanesnet.uncertainty import EXTRAPOLATION_LIMIT
+
+        lines = []
+        for k in np.flatnonzero(~self.trusted) if self.trusted is not None else []:
+            why = []
+            if self.score is not None and self.score[k] > self.threshold:
+                why.append(f"uncertainty score {self.score[k]:.3g} is above the model's threshold {self.threshold:.3g} "
+                           "(outside the training data?)")
+            if self.extrapolation is not None and self.extrapolation[k] > EXTRAPOLATION_LIMIT:
+                why.append(f"descriptor feature {self.extrapolated_feature[k]} is {self.extrapolation[k]:.3g} training "
+                           "standard deviations beyond anything in the training data (a bond, contact or angle the model "
+                           f"has never seen; clipped to {EXTRAPOLATION_LIMIT:g} std beyond the range)")
+            lines.append(f"{self.ids[k]}: prediction NOT trusted: " + "; ".join(why))
+        return lines
 
 
 DEFAULT_MC_SAMPLES = 20
@@ -79,16 +104,35 @@ class Predictor:
         combinable with an ensemble); by default a single-member model with
         dropout uses 20 and an ensemble none.
         """
+        from xanesnet.uncertainty import EXTRAPOLATION_LIMIT, out_of_range
+
+        x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+        names = self.bundle.config["feature_names"]
+        if x.shape[1] != len(names):
+            raise XanesnetError(f"features have {x.shape[1]} columns but the model expects {len(names)}")
+        ids = list(ids) if ids is not None else [str(i) for i in range(len(x))]
+        scaler = self.bundle.x_scaler
+        distance = None
+        if scaler.min_ is not None:
+            distance, worst, x = out_of_range(x, scaler)
+        if self.has_variance:
+            pred = self._predict_with_variance(x, ids=ids, calibrate=calibrate)
+        else:
+            pred = self._predict_samples(x, ids=ids, mc_samples=mc_samples, batch_size=batch_size, calibrate=calibrate)
+        if distance is not None:
+            pred.extrapolation = distance
+            pred.extrapolated_feature = [names[f] if d > 0 else None for f, d in zip(worst, distance)]
+            inside = distance <= EXTRAPOLATION_LIMIT
+            pred.trusted = inside if pred.trusted is None else pred.trusted & inside
+        return pred
+
+    def _predict_samples(self, x: np.ndarray, *, ids: list[str], mc_samples: int | None, batch_size: int,
+                         calibrate: bool) -> Prediction:
+        """Networks without their own variance: one sample per member and dropout draw."""
         import torch
 
         from xanesnet.uncertainty import mc_dropout
 
-        x = np.atleast_2d(np.asarray(x, dtype=np.float64))
-        n_feat = len(self.bundle.config["feature_names"])
-        if x.shape[1] != n_feat:
-            raise XanesnetError(f"features have {x.shape[1]} columns but the model expects {n_feat}")
-        if self.has_variance:
-            return self._predict_with_variance(x, ids=ids, calibrate=calibrate)
         mode = "mc" if mc_samples else self.default_mode()
         if mode == "mc" and not self.has_dropout:
             raise XanesnetError("--mc-samples needs a model trained with dropout > 0", path=self.bundle.path)
@@ -104,7 +148,6 @@ class Predictor:
                     for d in range(draws):
                         z = torch.cat([net(b) for b in xs.split(batch_size)]) if len(xs) else torch.empty(0, 0)
                         samples[m * draws + d] = tf.inverse_transform(z.numpy().astype(np.float64))
-        ids = list(ids) if ids is not None else [str(i) for i in range(len(x))]
         pred = Prediction(ids=ids, energy=self.energy, mean=samples.mean(0), std=samples.std(0), samples=samples, mode=mode,
                           relative=self.relative)
         return self._calibrated(pred) if calibrate else pred
@@ -113,7 +156,7 @@ class Predictor:
     def has_variance(self) -> bool:
         return hasattr(self.bundle.members[0], "forward_with_var")
 
-    def _predict_with_variance(self, x: np.ndarray, *, ids: Sequence[str] | None, calibrate: bool) -> Prediction:
+    def _predict_with_variance(self, x: np.ndarray, *, ids: list[str], calibrate: bool) -> Prediction:
         """Models with their own predictive variance (the Gaussian process): total variance over members."""
         import torch
 
@@ -127,7 +170,6 @@ class Predictor:
                 variances.append(tf.inverse_variance(v.numpy()))
         samples = np.array(means)
         std = np.sqrt(samples.var(0) + np.mean(variances, axis=0))
-        ids = list(ids) if ids is not None else [str(i) for i in range(len(x))]
         pred = Prediction(ids=ids, energy=self.energy, mean=samples.mean(0), std=std, samples=samples, mode="predictive",
                           relative=self.relative)
         return self._calibrated(pred) if calibrate else pred
@@ -177,8 +219,12 @@ def write_spectra(prediction: Prediction, out_dir: str | os.PathLike, *, e0: flo
         path = out_dir / f"{name}.txt"
         table = np.column_stack([energy, prediction.mean[i], prediction.std[i]])
         tmp = path.with_name(f".{path.name}.tmp")
-        trust = "" if prediction.trusted is None else \
-            f" | uncertainty_score = {prediction.score[i]:.4g} | trusted = {str(bool(prediction.trusted[i])).lower()}"
+        trust = "" if prediction.score is None else f" | uncertainty_score = {prediction.score[i]:.4g}"
+        if prediction.extrapolation is not None:
+            feature = prediction.extrapolated_feature[i]
+            trust += f" | beyond_training_range = {prediction.extrapolation[i]:.4g}" + (f" ({feature})" if feature else "")
+        if prediction.trusted is not None:
+            trust += f" | trusted = {str(bool(prediction.trusted[i])).lower()}"
         np.savetxt(tmp, table, fmt="%.4f %.8e %.8e", header=f"{name}{trust}\n{column} intensity std")
         os.replace(tmp, path)
         written.append(path)

@@ -14,18 +14,27 @@ from xanesnet.errors import XanesnetError
 
 
 class Standardizer:
-    """Per-column ``(v - mean) / std``; constant columns get ``std = 1``."""
+    """Per-column ``(v - mean) / std``; constant columns get ``std = 1``.
+
+    It also keeps the range each column spanned in the fitted data
+    (``min_``, ``max_``), so a new sample can be checked against it (see
+    :func:`xanesnet.uncertainty.out_of_range`); scalers saved before the
+    range was kept load with ``None`` there.
+    """
 
     kind = "standardize"
 
     def __init__(self) -> None:
         self.mean_: np.ndarray | None = None
         self.std_: np.ndarray | None = None
+        self.min_: np.ndarray | None = None
+        self.max_: np.ndarray | None = None
 
     def fit(self, v: np.ndarray) -> "Standardizer":
         self.mean_ = v.mean(axis=0)
         std = v.std(axis=0)
         self.std_ = np.where(std > 1e-12 * max(1.0, float(np.abs(self.mean_).max(initial=0.0))), std, 1.0)
+        self.min_, self.max_ = v.min(axis=0), v.max(axis=0)
         return self
 
     def transform(self, v: np.ndarray) -> np.ndarray:
@@ -39,12 +48,17 @@ class Standardizer:
         return var * self.std_**2
 
     def state(self) -> dict[str, Any]:
-        return {"kind": self.kind, "mean": self.mean_.tolist(), "std": self.std_.tolist()}
+        state = {"kind": self.kind, "mean": self.mean_.tolist(), "std": self.std_.tolist()}
+        if self.min_ is not None:
+            state.update(min=self.min_.tolist(), max=self.max_.tolist())
+        return state
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> "Standardizer":
         obj = cls()
         obj.mean_, obj.std_ = np.asarray(state["mean"], float), np.asarray(state["std"], float)
+        if "min" in state:
+            obj.min_, obj.max_ = np.asarray(state["min"], float), np.asarray(state["max"], float)
         return obj
 
 
@@ -55,6 +69,7 @@ class Identity(Standardizer):
 
     def fit(self, v: np.ndarray) -> "Identity":
         self.mean_, self.std_ = np.zeros(v.shape[1]), np.ones(v.shape[1])
+        self.min_ = self.max_ = None
         return self
 
 
