@@ -33,7 +33,7 @@ from xanesnet.data.dataset import heldout_mask
 from xanesnet.io.structures import find_structure_files, read_structure, resolve_absorber
 from xanesnet.pipeline import build_training_set, score_predictions, train_model
 from xanesnet.predict import Predictor
-from xanesnet.uncertainty import EXTRAPOLATION_LIMIT, calibration_curve
+from xanesnet.uncertainty import EXTRAPOLATION_LIMIT, calibration_curve, labelling_order
 
 STRETCH, BOND = 0.4, 2.6
 
@@ -84,6 +84,13 @@ def main() -> None:
     member_mse = [float(np.mean((s - data.y[test]) ** 2)) for s in ens.samples]
     report["mlp_ensemble"]["member_mse"] = member_mse
     report["mlp_ensemble"]["gain_over_average_member"] = 1 - report["mlp_ensemble"]["mse"] / float(np.mean(member_mse))
+    # what `xanesnet select` would pick first: do those molecules have the largest errors?
+    per_molecule = np.mean((ens.mean - data.y[test]) ** 2, axis=1)
+    order = labelling_order(ens.score, ens.extrapolation)
+    top = order[: max(1, len(order) // 10)]
+    report["selection_top10pct"] = {"n": int(len(top)), "mse": float(per_molecule[top].mean()),
+                                    "mse_ratio_to_all": float(per_molecule[top].mean() / per_molecule.mean()),
+                                    "share_of_worst10pct_found": float(np.isin(top, np.argsort(per_molecule)[::-1][: len(top)]).mean())}
     if predictor.has_dropout:
         mc = predictor.predict_features(data.x[test], mc_samples=10)
         report["mlp_ensemble_mc_dropout"] = score_predictions(mc, data.y[test])
@@ -168,6 +175,11 @@ def write_markdown(r: dict, path: Path) -> None:
     for k, v in r["trust_flag_rate"].items():
         beyond = "-" if v.get("beyond_range") is None else f"{100 * v['beyond_range']:.1f}%"
         lines.append(f"| {k} | {100 * v['rate']:.1f}% | {beyond} | {v['n']} |")
+    if "selection_top10pct" in r:
+        t = r["selection_top10pct"]
+        lines += ["", f"Selection (`xanesnet select`): the {t['n']} held-out molecules it ranks first (10%) have an MSE "
+                  f"{t['mse_ratio_to_all']:.1f}x the held-out mean ({t['mse']:.2e}); {100 * t['share_of_worst10pct_found']:.0f}% "
+                  "of them are among the 10% with the largest errors (a random pick: 1.0x and 10%)."]
     if "gpr" in r:
         lines += ["", "Trust flag (GP baseline): " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in r["gpr"]["trust_flag_rate"].items())]
     lines += ["", "![calibration](calibration.png)", ""]

@@ -15,7 +15,8 @@ from xanesnet.bundle import load_bundle
 from xanesnet.errors import XanesnetError
 from xanesnet.pipeline import train_model
 from xanesnet.predict import Predictor
-from xanesnet.uncertainty import EXTRAPOLATION_LIMIT, calibration_curve, coverage, fit_calibration, mc_dropout
+from xanesnet.uncertainty import (EXTRAPOLATION_LIMIT, calibration_curve, coverage, fit_calibration, labelling_order,
+                                  mc_dropout)
 
 
 def test_ensemble_std_is_zero_for_identical_members_and_positive_otherwise(tmp_path):
@@ -178,24 +179,65 @@ def test_standardizer_state_keeps_the_training_range_and_loads_without_it():
     assert old.min_ is None and old.max_ is None
 
 
-def test_shipped_model_flags_an_unseen_ligand_and_keeps_the_spectrum_finite(tmp_path, capsys):
-    """An end-on Fe-superoxo adduct (O-O 1.25 A): no training complex has an O donor bonded to another O.
-
-    Without the range check the networks extrapolate to intensities of +-50; with it the spectrum stays in
-    the range of real spectra and the warning names the O-O channel.
-    """
-    from xanesnet.cli import main
-
+def superoxo(folder):
+    """An end-on Fe-superoxo adduct (O-O 1.25 A) made from [Fe(H2O)6]2+: no training complex has an O donor bonded to an O."""
     lines = (EXAMPLES / "hexaaquairon.xyz").read_text().splitlines()
     atoms = lines[2:-3]  # drop the last water (O at -z and its two H)
     atoms += ["O 0.0 0.0 -1.80", f"O {1.25 * np.sin(np.radians(60)):.5f} 0.0 {-1.80 - 1.25 * np.cos(np.radians(60)):.5f}"]
-    path = tmp_path / "fe_superoxo.xyz"
+    path = folder / "fe_superoxo.xyz"
     path.write_text(f"{len(atoms)}\nCSD_code = fe_superoxo | q = 2 | S = 2\n" + "\n".join(atoms) + "\n")
+    return path
+
+
+def test_shipped_model_flags_an_unseen_ligand_and_keeps_the_spectrum_finite(tmp_path, capsys):
+    """Without the range check the networks extrapolate to intensities of +-50 for the superoxo adduct; with it
+    the spectrum stays in the range of real spectra and the warning names the O-O channel."""
+    from xanesnet.cli import main
+
+    path = superoxo(tmp_path)
     assert main(["predict", "--model", str(ROOT / "models" / "fe-k-xanes"), str(path), "--out", str(tmp_path / "o")]) == 0
     _, err = capsys.readouterr()
     assert "warning: fe_superoxo: prediction NOT trusted" in err and "D_O:O[" in err
     spectrum = np.loadtxt(tmp_path / "o" / "fe_superoxo.txt")
     assert np.all(np.isfinite(spectrum)) and -0.1 < spectrum[:, 1].min() and spectrum[:, 1].max() < 2.0
+
+
+def test_labelling_order_puts_unseen_geometries_first_then_the_least_sure():
+    score = np.array([0.2, 0.9, 0.5, 0.9, 0.1, 0.3])
+    beyond = np.array([0.0, 3.0, 0.0, 0.0, 50.0, 2e3])  # 3.0 is inside the limit: ranked by its score
+    assert labelling_order(score, beyond).tolist() == [5, 4, 1, 3, 2, 0]  # ties (1, 3) keep the input order
+    assert labelling_order(score).tolist() == [1, 3, 2, 5, 0, 4]
+
+
+def test_select_ranks_a_pool_for_the_next_simulations(tmp_path, capsys):
+    from xanesnet.cli import main
+
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    for name in ("ferrocene", "hexacyanoferrate", "hexaaquairon", "iron_pentacarbonyl", "tetrachloroferrate"):
+        (pool / f"{name}.xyz").write_text((EXAMPLES / f"{name}.xyz").read_text())
+    superoxo(pool)
+    out = tmp_path / "sel" / "picks.tsv"
+    assert main(["select", str(pool), "-n", "4", "--out", str(out)]) == 0
+    assert "ranked 6 candidates with fe-k-xanes" in capsys.readouterr().out
+    rows = [line.split("\t") for line in out.read_text().splitlines()]
+    assert rows[0][:4] == ["rank", "name", "path", "uncertainty_score"] and len(rows) == 5
+    assert rows[1][1] == "fe_superoxo" and rows[1][5].startswith("D_O:O[") and rows[1][6] == "false"
+    beyond = [float(r[4]) > EXTRAPOLATION_LIMIT for r in rows[1:]]
+    assert beyond == sorted(beyond, reverse=True)  # unseen geometries first ([Fe(H2O)6]2+'s O-H is one, at 10.2)
+    scores = [float(r[3]) for r, b in zip(rows[1:], beyond) if not b]
+    assert scores and scores == sorted(scores, reverse=True)
+    assert all((pool / f"{r[1]}.xyz") == type(pool)(r[2]) for r in rows[1:])
+    # a pool that needs two models, and a bad -n: one-line errors, exit 2, no table
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for name in ("ferrocene", "tetraamminecopper"):
+        (mixed / f"{name}.xyz").write_text((EXAMPLES / f"{name}.xyz").read_text())
+    assert main(["select", str(mixed), "--out", str(tmp_path / "no.tsv")]) == 2
+    assert "select ranks for one model at a time" in capsys.readouterr().err
+    assert main(["select", str(pool), "-n", "0", "--out", str(tmp_path / "no.tsv")]) == 2
+    assert "-n must be at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "no.tsv").exists()
 
 
 def test_gaussian_process_gives_calibrated_predictive_std(tmp_path):

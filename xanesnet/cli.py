@@ -113,6 +113,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", metavar="DIR", help="with --plot: reference spectra paired by file name, drawn for comparison")
     p.set_defaults(func=cmd_predict)
 
+    p = sub.add_parser("select", parents=[common],
+                       help="rank candidate structures by how unsure the model is: what to simulate next")
+    p.add_argument("paths", nargs="+", help="candidate structure files or directories of .xyz files")
+    p.add_argument("-n", type=int, default=50, help="how many to select (default 50)")
+    p.add_argument("--model", help="model directory (default: the shipped model for the absorber's element)")
+    p.add_argument("--spectrum", default="xanes", choices=["xanes", "xes"], help="which spectrum (selects the shipped model)")
+    p.add_argument("--absorber", help="absorbing atom: 0-based index or element symbol")
+    p.add_argument("--out", default="selection.tsv", help="table of the selected structures, most informative first")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable structures and report them")
+    p.add_argument("--mc-samples", type=int, help="Monte-Carlo dropout draws per ensemble member (models trained with dropout)")
+    p.set_defaults(func=cmd_select)
+
     p = sub.add_parser("simulate", parents=[common], help="reference XANES/XES from geometry with FEFF10 (resumable HDF5)")
     p.add_argument("paths", nargs="+", help="structure files or directories of .xyz files")
     p.add_argument("--spectrum", default="xanes", choices=["xanes", "xes", "both"])
@@ -338,6 +350,49 @@ def _files_by_model(files: list[Path], args: argparse.Namespace) -> dict[Path, l
             continue
         groups.setdefault(default_model(element, args.spectrum, path=f), []).append(f)
     return groups
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    """Rank a pool of candidates by the model's uncertainty; write the top N as a table (via a temporary file)."""
+    from xanesnet.io.structures import find_structure_files
+    from xanesnet.predict import Predictor
+    from xanesnet.uncertainty import labelling_order
+
+    if args.n < 1:
+        raise XanesnetError(f"-n must be at least 1, got {args.n}")
+    files = find_structure_files(args.paths)
+    if not files:
+        raise XanesnetError("no structure files found in " + ", ".join(args.paths))
+    groups = {Path(args.model): files} if args.model else _files_by_model(files, args)
+    if len(groups) > 1:
+        raise XanesnetError("the candidates need different models (" + ", ".join(sorted(Path(m).name for m in groups))
+                            + "); select ranks for one model at a time: pass --model or one element's files")
+    (model, group), = groups.items()
+    predictor = Predictor.from_bundle(model)
+    pred, skipped = predictor.predict_files(group, absorber=args.absorber, skip_bad=args.skip_bad,
+                                            progress=not args.no_progress and len(group) > 50, mc_samples=args.mc_samples)
+    _report_skipped(skipped)
+    if pred.score is None:
+        raise XanesnetError("this model gives no error bar (one member without dropout); select needs an ensemble or "
+                            "dropout", path=model)
+    bad = {p for p, _ in skipped}
+    paths = [f for f in group if str(f) not in bad]
+    order = labelling_order(pred.score, pred.extrapolation)[: args.n]
+    rows = ["rank\tname\tpath\tuncertainty_score\tbeyond_training_range\tfeature\ttrusted"]
+    for rank, k in enumerate(order, 1):
+        beyond = "" if pred.extrapolation is None else f"{pred.extrapolation[k]:.4g}"
+        feature = (pred.extrapolated_feature or [None] * len(paths))[k] or ""
+        rows.append(f"{rank}\t{pred.ids[k]}\t{paths[k]}\t{pred.score[k]:.4g}\t{beyond}\t{feature}\t"
+                    f"{str(bool(pred.trusted[k])).lower()}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text("\n".join(rows) + "\n")
+    os.replace(tmp, out)
+    n_untrusted = sum(not t for t in pred.trusted)
+    print(f"ranked {len(paths)} candidates with {Path(model).name}: {n_untrusted} not trusted; "
+          f"wrote the {len(order)} most informative to {out}")
+    return 0
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:

@@ -113,6 +113,20 @@ def out_of_range(x: np.ndarray, scaler, limit: float = EXTRAPOLATION_LIMIT
     return distance, feature, np.clip(x, lo - limit * std, hi + limit * std)
 
 
+def labelling_order(score: np.ndarray, extrapolation: np.ndarray | None = None) -> np.ndarray:
+    """Indices from the most to the least informative molecule to compute a reference spectrum for.
+
+    Molecules beyond the training range (:data:`EXTRAPOLATION_LIMIT`) come
+    first, furthest out first: the model has never seen their geometry and
+    its spread there means little. The rest follow by uncertainty score,
+    highest first. Ties keep the input order.
+    """
+    score = np.asarray(score, float)
+    beyond = np.zeros_like(score) if extrapolation is None else np.asarray(extrapolation, float)
+    outside = beyond > EXTRAPOLATION_LIMIT
+    return np.lexsort((-score, -np.where(outside, beyond, 0.0), ~outside))
+
+
 def uncertainty_score(std: np.ndarray, spread: np.ndarray) -> np.ndarray:
     """Per-spectrum score: calibrated sigma over the training spectra's std at each point, averaged over energy."""
     return np.mean(std / spread, axis=-1)
