@@ -131,6 +131,7 @@ def test_trust_flag_in_cli_output(tmp_path, capsys):
     assert "uncertainty score" in out and ("trusted" in out)
     entry = json.loads((tmp_path / "o.json").read_text())["ferrocene"]
     assert entry["uncertainty_mode"] == "ensemble" and isinstance(entry["trusted"], bool)
+    assert entry["extrapolation"]["training_std_beyond_range"] >= 0
     header = (tmp_path / "o" / "ferrocene.txt").read_text().splitlines()[0]
     assert "uncertainty_score = " in header and "trusted = " in header
     # a far-out molecule: the flag trips and the CLI warns, naming it
@@ -166,6 +167,20 @@ def test_values_beyond_the_training_range_are_clipped_flagged_and_named(tmp_path
     assert out.warnings() and out.warnings()[0].startswith("weird: prediction NOT trusted") and names[3] in out.warnings()[0]
     # just inside the limit: still trusted as far as the range goes
     assert predictor.predict_features(edge).extrapolation[0] == pytest.approx(EXTRAPOLATION_LIMIT)
+
+
+def test_a_feature_constant_in_training_flags_any_other_value(tmp_path):
+    data = synthetic()
+    data.x[:, 5] = 0.0  # e.g. an element group no training molecule has
+    train_model(data, quick_config(ensemble=2), tmp_path / "m", progress=False)
+    predictor = Predictor.from_bundle(tmp_path / "m")
+    seen, new = data.x[:1].copy(), data.x[:1].copy()
+    new[0, 5] = 0.3
+    out = predictor.predict_features(new, ids=["new"])
+    assert np.isinf(out.extrapolation[0]) and not out.trusted[0]
+    np.testing.assert_array_equal(out.mean, predictor.predict_features(seen).mean)  # set back to the training value
+    assert "had one value for every training molecule" in out.warnings()[0]
+    assert predictor.bundle.config["feature_names"][5] in out.warnings()[0]
 
 
 def test_standardizer_state_keeps_the_training_range_and_loads_without_it():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -303,7 +304,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                                    "trusted": None if pred.trusted is None else bool(pred.trusted[k]),
                                    "extrapolation": None if pred.extrapolation is None else {
                                        "feature": pred.extrapolated_feature[k],
-                                       "training_std_beyond_range": float(pred.extrapolation[k])}}
+                                       "training_std_beyond_range": _json_number(pred.extrapolation[k])}}
                                for model, pred in predictions for k, i in enumerate(pred.ids)})
     n_written = sum(len(write_spectra(pred, args.out, e0=args.e0)) for _, pred in predictions)
     for model, pred in predictions:
@@ -330,6 +331,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"{pred.ids[0]}: {edge}main peak {e_peak[0]:.2f} eV (intensity {i_peak[0]:.3f}); model {Path(model).name}{trust}")
     print(f"wrote {n_written} spectra to {args.out}")
     return 0
+
+
+def _json_number(value: float) -> float | str:
+    """A float for JSON; infinity (a feature constant in training that differs) as the string "inf"."""
+    return float(value) if math.isfinite(value) else "inf"
 
 
 def _files_by_model(files: list[Path], args: argparse.Namespace) -> dict[Path, list[Path]]:

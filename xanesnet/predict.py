@@ -61,7 +61,10 @@ class Prediction:
             if self.score is not None and self.score[k] > self.threshold:
                 why.append(f"uncertainty score {self.score[k]:.3g} is above the model's threshold {self.threshold:.3g} "
                            "(outside the training data?)")
-            if self.extrapolation is not None and self.extrapolation[k] > EXTRAPOLATION_LIMIT:
+            if self.extrapolation is not None and np.isinf(self.extrapolation[k]):
+                why.append(f"descriptor feature {self.extrapolated_feature[k]} had one value for every training molecule "
+                           "and another here (an element or contact the model has never seen; set to the training value)")
+            elif self.extrapolation is not None and self.extrapolation[k] > EXTRAPOLATION_LIMIT:
                 why.append(f"descriptor feature {self.extrapolated_feature[k]} is {self.extrapolation[k]:.3g} training "
                            "standard deviations beyond anything in the training data (a bond, contact or angle the model "
                            f"has never seen; clipped to {EXTRAPOLATION_LIMIT:g} std beyond the range)")

@@ -104,13 +104,19 @@ def out_of_range(x: np.ndarray, scaler, limit: float = EXTRAPOLATION_LIMIT
     Returns ``(distance, feature, clipped)``: per row, the largest distance
     beyond the range in training standard deviations (0 inside) and the
     index of the feature that has it; ``clipped`` holds ``x`` with every value
-    moved to at most ``limit`` standard deviations outside the range.
+    moved to at most ``limit`` standard deviations outside the range. A
+    feature that was constant in training has no scale: any other value is
+    infinitely far (the network never learned a weight for it) and is set
+    back to the training value.
     """
     lo, hi, std = scaler.min_, scaler.max_, scaler.std_
+    constant = hi <= lo
     beyond = np.maximum(np.maximum(x - hi, lo - x), 0.0) / std
+    beyond[:, constant] = np.where(beyond[:, constant] > 0, np.inf, 0.0)
     feature = beyond.argmax(axis=1) if beyond.size else np.zeros(len(x), int)
     distance = beyond[np.arange(len(x)), feature] if beyond.size else np.zeros(len(x))
-    return distance, feature, np.clip(x, lo - limit * std, hi + limit * std)
+    margin = np.where(constant, 0.0, limit * std)
+    return distance, feature, np.clip(x, lo - margin, hi + margin)
 
 
 def labelling_order(score: np.ndarray, extrapolation: np.ndarray | None = None) -> np.ndarray:
