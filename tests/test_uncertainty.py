@@ -255,6 +255,23 @@ def test_select_ranks_a_pool_for_the_next_simulations(tmp_path, capsys):
     assert not (tmp_path / "no.tsv").exists()
 
 
+def test_select_needs_a_model_with_an_error_bar(tmp_path, capsys):
+    from test_training import SMALL
+
+    from xanesnet.cli import main
+    from xanesnet.io.structures import read_structure
+    from xanesnet.pipeline import TrainingSet
+
+    x = SMALL.featurize([read_structure(EXAMPLES / "ferrocene.xyz")])
+    xs = np.repeat(x, 40, axis=0) * np.random.default_rng(0).normal(1, 0.01, size=(40, x.shape[1]))
+    y = np.tanh(xs[:, :3] @ np.ones((3, 10)) * 0.01) + 1
+    train_model(TrainingSet(ids=[f"m{i}" for i in range(40)], x=xs, y=y, energy=np.linspace(7100, 7160, 10)),
+                quick_config(ensemble=1), tmp_path / "m", progress=False)  # one member, no dropout
+    out = tmp_path / "picks.tsv"
+    assert main(["select", "--model", str(tmp_path / "m"), str(EXAMPLES / "ferrocene.xyz"), "--out", str(out)]) == 2
+    assert "gives no error bar" in capsys.readouterr().err and not out.exists()
+
+
 def test_gaussian_process_gives_calibrated_predictive_std(tmp_path):
     data = synthetic(n=150)
     cfg = quick_config()
