@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
+from ase import Atoms
 from conftest import EXAMPLES
 
 from xanesnet.errors import XanesnetError
@@ -56,6 +59,38 @@ def test_any_ase_format(tmp_path):
     np.testing.assert_array_equal(back.numbers, s.numbers)
     np.testing.assert_allclose(back.positions, s.positions, atol=1e-8)
     assert (back.charge, back.spin, back.name) == (2.0, 2.0, "aqua")
+
+
+def test_a_molecule_in_a_periodic_box_reads_as_the_molecule(tmp_path):
+    """Extended xyz with a cell (a DFT code's output), with vacuum around the molecule: same descriptor as the plain file."""
+    import ase.io
+
+    from xanesnet.descriptors import preset
+
+    atoms = ase.io.read(EXAMPLES / "ferrocene.xyz")
+    atoms.set_cell([30.0, 30.0, 30.0])
+    atoms.center()
+    atoms.pbc = True
+    ase.io.write(tmp_path / "boxed.xyz", atoms, format="extxyz")
+    assert "Lattice=" in (tmp_path / "boxed.xyz").read_text().splitlines()[1]
+    plain, boxed = read_structure(EXAMPLES / "ferrocene.xyz"), read_structure(tmp_path / "boxed.xyz")
+    d = preset("default")
+    np.testing.assert_allclose(d.create(boxed, resolve_absorber(boxed)), d.create(plain, resolve_absorber(plain)), atol=1e-12)
+
+
+@pytest.mark.parametrize("name,cell", [("crystal.cif", 3.0), ("tight.xyz", 9.0)])
+def test_periodic_structures_with_near_images_are_refused(tmp_path, name, cell):
+    """A crystal (or a molecule in too small a box) is not an isolated molecule: one line, never a silent cut at the cell edge."""
+    import ase.io
+
+    atoms = ase.io.read(EXAMPLES / "ferrocene.xyz") if name.endswith(".xyz") else Atoms("FeO", positions=[[0, 0, 0], [1.6, 0, 0]])
+    atoms.set_cell([cell] * 3)
+    atoms.center()
+    atoms.pbc = True
+    ase.io.write(tmp_path / name, atoms, format="extxyz" if name.endswith(".xyz") else None)
+    with pytest.raises(XanesnetError, match=rf"{re.escape(name)}: periodic structure \(pbc = T T T\): atom \d+ \(\w+\) has a "
+                                            r"periodic image of atom \d+ within 8 A; xanesnet predicts isolated molecules"):
+        read_structure(tmp_path / name)
 
 
 def test_extra_columns_are_ignored(tmp_path):

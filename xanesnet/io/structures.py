@@ -6,9 +6,14 @@ Three kinds of file are read, told apart by their content:
   rows with the atomic number in column 1 (``ase.io`` cannot read these);
 * xyz with element symbols, including tmQM's comment line
   ``CSD_code = X | q = 1 | S = 0 | ...`` (charge ``q`` and spin ``S`` are kept);
-* anything else ``ase.io.read`` reads (imported only for those files).
+* anything else ``ase.io.read`` reads (imported only for those files),
+  and xyz files with a ``Lattice=`` comment (extended xyz).
 
-Positions are in Angstrom.
+Positions are in Angstrom. The models describe isolated molecules, so a
+periodic structure (a CIF, or extended xyz with a cell) is read only when no
+atom has a periodic image within :data:`PERIODIC_REACH`: a molecule in a box
+with enough vacuum. A crystal or a molecule split across the cell boundary
+is refused with an error saying so, never silently cut at the cell edge.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ FIRST_ROW_TM_Z: tuple[int, ...] = tuple(atomic_numbers[s] for s in FIRST_ROW_TM)
 _IS_FIRST_ROW_TM = np.isin(np.arange(len(chemical_symbols)), FIRST_ROW_TM_Z)
 
 _XYZ_SUFFIXES = (".xyz",)
+
+#: Angstrom; farther than any shipped descriptor looks from the absorber (r_max 6 A, donor environments 7 A).
+PERIODIC_REACH = 8.0
 _COMMENT_FIELD = re.compile(r"\b(q|S)\s*=\s*([-+]?\d+(?:\.\d*)?)")
 _NAME_CHARGE = re.compile(r"\((\d*)([+-])\)(?:_\w*)?\s*$")
 _SYMBOL_TO_Z = {**{s: z for z, s in enumerate(chemical_symbols) if z}, **{s.upper(): z for z, s in enumerate(chemical_symbols) if z}}
@@ -67,7 +75,9 @@ def read_structure(path: str | os.PathLike, raw: bytes | None = None) -> Structu
             text = (path.read_bytes() if raw is None else raw).decode()
         except UnicodeDecodeError:
             raise XanesnetError("not a text file", path=path) from None
-        return parse_xyz(text, name=path.stem, source=str(path))
+        lines = text.split("\n", 2)
+        if len(lines) < 2 or "lattice=" not in lines[1].lower():  # extended xyz with a cell goes to ase
+            return parse_xyz(text, name=path.stem, source=str(path))
     return _read_with_ase(path)
 
 
@@ -171,12 +181,32 @@ def _read_with_ase(path: Path) -> Structure:
     positions = np.asarray(atoms.get_positions(), dtype=np.float64)
     if not np.all(np.isfinite(positions)):
         raise XanesnetError("coordinate is NaN or infinite", path=path)
+    if atoms.pbc.any():
+        _check_no_periodic_neighbours(atoms, path)
     info = dict(atoms.info)
     charge = info.get("charge", info.get("q"))
     spin = info.get("spin", info.get("S"))
     return Structure(name=path.stem, numbers=np.asarray(atoms.numbers, dtype=np.int64), positions=positions,
                      charge=None if charge is None else float(charge), spin=None if spin is None else float(spin),
                      source=str(path))
+
+
+def _check_no_periodic_neighbours(atoms, path: Path) -> None:
+    """Refuse a periodic structure in which some atom has a periodic image within :data:`PERIODIC_REACH`."""
+    from ase.neighborlist import neighbor_list
+
+    try:
+        i, j, shift = neighbor_list("ijS", atoms, PERIODIC_REACH)
+    except Exception as exc:  # e.g. a periodic direction with a zero cell vector
+        raise XanesnetError(f"periodic structure with an unusable cell ({type(exc).__name__}: {exc})", path=path) from None
+    image = np.any(shift != 0, axis=1)
+    if image.any():
+        k = int(np.flatnonzero(image)[0])
+        raise XanesnetError(
+            f"periodic structure (pbc = {' '.join('T' if p else 'F' for p in atoms.pbc)}): atom {i[k]} "
+            f"({chemical_symbols[atoms.numbers[i[k]]]}) has a periodic image of atom {j[k]} within {PERIODIC_REACH:g} A; "
+            "xanesnet predicts isolated molecules: cut out one whole molecule and save it without a cell (.xyz)",
+            path=path)
 
 
 def resolve_absorber(structure: Structure, absorber: int | str | None = None) -> int:
