@@ -105,3 +105,31 @@ def test_absorber_outside_ti_zn_needs_a_model(tmp_path, capsys, absorber, elemen
                        "xanesnet ships Ti-Zn; pass --model DIR")
     assert not (tmp_path / "o").exists()
 
+
+
+def test_example_references_are_of_the_example_molecules_and_the_check_scores_them(tmp_path):
+    """The committed FEFF10 runs of data/examples are of exactly those geometries; the check scores each one it can."""
+    import sys
+
+    from conftest import ROOT
+
+    from xanesnet.io.structures import find_structure_files, read_structure
+    from xanesnet.simulate.store import read_simulations
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import check_examples
+
+    examples = {p.stem: read_structure(p) for p in find_structure_files([EXAMPLES])}
+    for spectrum in ("xanes", "xes"):
+        sims = read_simulations(check_examples.REFERENCES, spectrum)
+        assert sorted(s.structure.name for s in sims) == sorted(examples)
+        for s in sims:
+            np.testing.assert_array_equal(s.structure.numbers, examples[s.structure.name].numbers)
+            np.testing.assert_allclose(s.structure.positions, examples[s.structure.name].positions, atol=1e-6)
+    rows = check_examples.check()
+    assert len(rows) == 2 * len(examples)
+    scored = [r for r in rows if "ratio" in r]
+    assert all("covers" in r["skipped"] for r in rows if "ratio" not in r)  # only grid coverage skips a spectrum
+    assert len(scored) >= len(examples) and all(np.isfinite(r["ratio"]) and r["ratio"] > 0 for r in scored)
+    check_examples.write_report(rows, tmp_path)
+    assert (tmp_path / "examples_feff.md").read_text().count("-feff |") == len(rows)
