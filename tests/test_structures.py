@@ -78,6 +78,19 @@ def test_a_molecule_in_a_periodic_box_reads_as_the_molecule(tmp_path):
     np.testing.assert_allclose(d.create(boxed, resolve_absorber(boxed)), d.create(plain, resolve_absorber(plain)), atol=1e-12)
 
 
+def test_pdb_placeholder_cell_is_not_a_crystal(tmp_path):
+    """PDB files of molecules often carry CRYST1 1.000 1.000 1.000 (no crystal): read as the molecule."""
+    import ase.io
+
+    ase.io.write(tmp_path / "fc.pdb", ase.io.read(EXAMPLES / "ferrocene.xyz"))
+    lines = [line for line in (tmp_path / "fc.pdb").read_text().splitlines() if not line.startswith("CRYST1")]
+    (tmp_path / "fc.pdb").write_text("\n".join(["CRYST1    1.000    1.000    1.000  90.00  90.00  90.00 P 1           1",
+                                                *lines]) + "\n")
+    assert ase.io.read(tmp_path / "fc.pdb").pbc.all()  # ase takes the placeholder for a periodic cell
+    s = read_structure(tmp_path / "fc.pdb")
+    np.testing.assert_allclose(s.positions, read_structure(EXAMPLES / "ferrocene.xyz").positions, atol=1e-3)
+
+
 @pytest.mark.parametrize("name,cell", [("crystal.cif", 3.0), ("tight.xyz", 9.0)])
 def test_periodic_structures_with_near_images_are_refused(tmp_path, name, cell):
     """A crystal (or a molecule in too small a box) is not an isolated molecule: one line, never a silent cut at the cell edge."""

@@ -181,7 +181,7 @@ def _read_with_ase(path: Path) -> Structure:
     positions = np.asarray(atoms.get_positions(), dtype=np.float64)
     if not np.all(np.isfinite(positions)):
         raise XanesnetError("coordinate is NaN or infinite", path=path)
-    if atoms.pbc.any():
+    if atoms.pbc.any() and not _pdb_placeholder_cell(atoms):
         _check_no_periodic_neighbours(atoms, path)
     info = dict(atoms.info)
     charge = info.get("charge", info.get("q"))
@@ -189,6 +189,11 @@ def _read_with_ase(path: Path) -> Structure:
     return Structure(name=path.stem, numbers=np.asarray(atoms.numbers, dtype=np.int64), positions=positions,
                      charge=None if charge is None else float(charge), spin=None if spin is None else float(spin),
                      source=str(path))
+
+
+def _pdb_placeholder_cell(atoms) -> bool:
+    """The 1 x 1 x 1 A cubic cell that PDB files of non-crystal structures carry (``CRYST1 1.000 1.000 1.000``)."""
+    return bool(np.allclose(atoms.cell.cellpar(), [1.0, 1.0, 1.0, 90.0, 90.0, 90.0]))
 
 
 def _check_no_periodic_neighbours(atoms, path: Path) -> None:
