@@ -33,7 +33,8 @@ from xanesnet.data.dataset import heldout_mask
 from xanesnet.io.structures import find_structure_files, read_structure, resolve_absorber
 from xanesnet.pipeline import build_training_set, score_predictions, train_model
 from xanesnet.predict import Predictor
-from xanesnet.uncertainty import EXTRAPOLATION_LIMIT, calibration_curve, labelling_order
+from xanesnet.training import split_validation
+from xanesnet.uncertainty import EXTRAPOLATION_LIMIT, calibration_curve, labelling_order, out_of_range
 
 STRETCH, BOND = 0.4, 2.6
 
@@ -84,6 +85,16 @@ def main() -> None:
     member_mse = [float(np.mean((s - data.y[test]) ** 2)) for s in ens.samples]
     report["mlp_ensemble"]["member_mse"] = member_mse
     report["mlp_ensemble"]["gain_over_average_member"] = 1 - report["mlp_ensemble"]["mse"] / float(np.mean(member_mse))
+    # the training-range check: how far do in-domain molecules go beyond the range? (the model's own validation split:
+    # the training rows in data order, split as `train` split them)
+    fit_x = data.x[~test]
+    assert len(fit_x) == cfg["n_train"]
+    _, val_index = split_validation(len(fit_x), cfg["training"]["val_fraction"], cfg["seed"])
+    val_beyond = out_of_range(fit_x[val_index], predictor.bundle.x_scaler)[0]
+    report["training_range"] = {"limit": EXTRAPOLATION_LIMIT, "validation_max_beyond": float(val_beyond.max()),
+                                "heldout_beyond_limit": float(np.mean(ens.extrapolation > EXTRAPOLATION_LIMIT)),
+                                "heldout_max_beyond": float(ens.extrapolation.max())}
+
     # what `xanesnet select` would pick first: do those molecules have the largest errors?
     per_molecule = np.mean((ens.mean - data.y[test]) ** 2, axis=1)
     order = labelling_order(ens.score, ens.extrapolation)
@@ -175,6 +186,12 @@ def write_markdown(r: dict, path: Path) -> None:
     for k, v in r["trust_flag_rate"].items():
         beyond = "-" if v.get("beyond_range") is None else f"{100 * v['beyond_range']:.1f}%"
         lines.append(f"| {k} | {100 * v['rate']:.1f}% | {beyond} | {v['n']} |")
+    if "training_range" in r:
+        t = r["training_range"]
+        lines += ["", f"Training range: the model's validation molecules go at most {t['validation_max_beyond']:.1f} "
+                  f"training standard deviations beyond it (the limit is {t['limit']:g}); "
+                  f"{100 * t['heldout_beyond_limit']:.1f}% of the held-out molecules go beyond the limit "
+                  f"(largest {t['heldout_max_beyond']:.1f})."]
     if "selection_top10pct" in r:
         t = r["selection_top10pct"]
         lines += ["", f"Selection (`xanesnet select`): the {t['n']} held-out molecules it ranks first (10%) have an MSE "
