@@ -47,9 +47,8 @@ def check(references: Path = REFERENCES, models: Path = ROOT / "models") -> list
             row = {"molecule": sim.structure.name, "metal": metal, "spectrum": spectrum, "model": model.name}
             try:
                 check_coverage(sim.spectrum, float(energy[0]), float(energy[-1]))
-            except XanesnetError as exc:  # the message without the file name: it is the row's molecule
-                text = str(exc)
-                rows.append({**row, "skipped": text[len(exc.path) + 2:] if exc.path and text.startswith(exc.path) else text})
+            except XanesnetError as exc:
+                rows.append({**row, "skipped": exc.message})  # the row names the molecule
                 continue
             reference = processor_from_dict(predictor.bundle.config["spectra"])(sim.spectrum)
             assert np.allclose(reference.energy, energy), (model, sim.structure.name)

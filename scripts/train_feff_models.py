@@ -110,18 +110,12 @@ def make_config(metal: str, spectrum: str, *, seed: int = 0, descriptor: str | d
                   training=TrainingSettings(**(training or TRAINING)), spectra=spectra_settings(metal, spectrum), seed=seed)
 
 
-def _reason(exc: XanesnetError) -> str:
-    """The error message without the file name (the caller names the molecule)."""
-    text = str(exc)
-    return text[len(exc.path) + 2:] if exc.path and text.startswith(exc.path + ": ") else text
-
-
 def _coverage_problem(spectrum: Spectrum, grid: str) -> str | None:
     g = parse_grid(grid)
     try:
         check_coverage(spectrum, g.start, g.stop)
     except XanesnetError as exc:
-        return _reason(exc)
+        return exc.message
     return None
 
 
@@ -137,7 +131,7 @@ def _assemble(items: list[tuple[str, object, int | None, Spectrum]], config: Con
             try:
                 rows.append(descriptor.create(structure, resolve_absorber(structure, absorber)))
             except XanesnetError as exc:
-                problem = _reason(exc)
+                problem = exc.message
         if problem is not None:
             sources.skipped.append((f"{label}:{name}", problem))
             continue
@@ -161,7 +155,7 @@ def feff3d_set(metal: str, spectrum: str, config: Config, sources: Sources, feff
         try:
             items.append((name, read_structure(xyz), None, read_spectrum(dat, fmt="feff")))
         except XanesnetError as exc:
-            sources.skipped.append((f"feff_3d:{name}", _reason(exc)))
+            sources.skipped.append((f"feff_3d:{name}", exc.message))
     return _assemble(items, config, sources, "feff_3d", GRIDS[(metal, spectrum)])
 
 

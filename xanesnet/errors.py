@@ -9,7 +9,8 @@ class XanesnetError(ValueError):
     """Bad input: a file, setting or model that xanesnet cannot use.
 
     The message always says which file (when there is one) and what is wrong,
-    in one line, so the CLI can print it as it is.
+    in one line, so the CLI can print it as it is. ``message`` is the problem
+    alone, for callers that name the file themselves.
     """
 
     def __init__(self, message: str, *, path: str | os.PathLike | None = None, line: int | None = None):
@@ -20,5 +21,6 @@ class XanesnetError(ValueError):
                 where += f", line {line}"
             where += ": "
         super().__init__(where + message)
+        self.message = message
         self.path = None if path is None else os.fspath(path)
         self.line = line
