@@ -28,7 +28,7 @@ from xanesnet.analysis.metrics import main_peak
 from xanesnet.errors import XanesnetError
 from xanesnet.predict import Predictor
 from xanesnet.simulate.store import read_simulations
-from xanesnet.spectra import check_coverage, processor_from_dict
+from xanesnet.spectra import processor_from_dict
 from xanesnet.uncertainty import EXTRAPOLATION_LIMIT
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,12 +45,11 @@ def check(references: Path = REFERENCES, models: Path = ROOT / "models") -> list
             predictor = Predictor.from_bundle(model)
             energy = predictor.energy
             row = {"molecule": sim.structure.name, "metal": metal, "spectrum": spectrum, "model": model.name}
-            try:
-                check_coverage(sim.spectrum, float(energy[0]), float(energy[-1]))
+            try:  # the model's own processing; it refuses a spectrum that does not cover the grid
+                reference = processor_from_dict(predictor.bundle.config["spectra"])(sim.spectrum)
             except XanesnetError as exc:
                 rows.append({**row, "skipped": exc.message})  # the row names the molecule
                 continue
-            reference = processor_from_dict(predictor.bundle.config["spectra"])(sim.spectrum)
             assert np.allclose(reference.energy, energy), (model, sim.structure.name)
             pred = predictor.predict([sim.structure], absorber=sim.absorber)
             # zero in the transformed space is the mean training spectrum (standardised or PCA targets alike)
