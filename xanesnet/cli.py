@@ -274,19 +274,11 @@ def default_model(element: str, spectrum: str, *, path: str | os.PathLike | None
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from xanesnet.io.structures import find_structure_files
     from xanesnet.predict import Predictor, write_spectra
 
     if args.reference and not args.plot:
         raise XanesnetError("--reference needs --plot")
-    files = find_structure_files(args.paths)
-    if not files:
-        raise XanesnetError("no structure files found in " + ", ".join(args.paths))
-    if len(files) < 64:  # a few molecules: starting a thread pool costs more than it saves
-        import torch
-
-        torch.set_num_threads(1)
-    groups = {Path(args.model): files} if args.model else _files_by_model(files, args)
+    groups = _model_groups(args)
     predictions, skipped = [], []
     for model, group in groups.items():
         predictor = Predictor.from_bundle(model)
@@ -338,6 +330,20 @@ def _json_number(value: float) -> float | str:
     return float(value) if math.isfinite(value) else "inf"
 
 
+def _model_groups(args: argparse.Namespace) -> dict[Path, list[Path]]:
+    """The structure files of ``args.paths``, grouped by the model that predicts them (``--model``, or by element)."""
+    from xanesnet.io.structures import find_structure_files
+
+    files = find_structure_files(args.paths)
+    if not files:
+        raise XanesnetError("no structure files found in " + ", ".join(args.paths))
+    if len(files) < 64:  # a few molecules: starting a thread pool costs more than it saves
+        import torch
+
+        torch.set_num_threads(1)
+    return {Path(args.model): files} if args.model else _files_by_model(files, args)
+
+
 def _files_by_model(files: list[Path], args: argparse.Namespace) -> dict[Path, list[Path]]:
     """Group files by the shipped model for their absorber's element (a bad file fails here unless --skip-bad)."""
     from ase.data import chemical_symbols
@@ -360,16 +366,12 @@ def _files_by_model(files: list[Path], args: argparse.Namespace) -> dict[Path, l
 
 def cmd_select(args: argparse.Namespace) -> int:
     """Rank a pool of candidates by the model's uncertainty; write the top N as a table (via a temporary file)."""
-    from xanesnet.io.structures import find_structure_files
     from xanesnet.predict import Predictor
     from xanesnet.uncertainty import labelling_order
 
     if args.n < 1:
         raise XanesnetError(f"-n must be at least 1, got {args.n}")
-    files = find_structure_files(args.paths)
-    if not files:
-        raise XanesnetError("no structure files found in " + ", ".join(args.paths))
-    groups = {Path(args.model): files} if args.model else _files_by_model(files, args)
+    groups = _model_groups(args)
     if len(groups) > 1:
         raise XanesnetError("the candidates need different models (" + ", ".join(sorted(Path(m).name for m in groups))
                             + "); select ranks for one model at a time: pass --model or one element's files")
