@@ -366,6 +366,7 @@ def _files_by_model(files: list[Path], args: argparse.Namespace) -> dict[Path, l
 
 def cmd_select(args: argparse.Namespace) -> int:
     """Rank a pool of candidates by the model's uncertainty; write the top N as a table (via a temporary file)."""
+    from xanesnet.pipeline import write_text
     from xanesnet.predict import Predictor
     from xanesnet.uncertainty import labelling_order
 
@@ -392,11 +393,7 @@ def cmd_select(args: argparse.Namespace) -> int:
         feature = (pred.extrapolated_feature or [None] * len(paths))[k] or ""
         rows.append(f"{rank}\t{pred.ids[k]}\t{paths[k]}\t{pred.score[k]:.4g}\t{beyond}\t{feature}\t"
                     f"{str(bool(pred.trusted[k])).lower()}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text("\n".join(rows) + "\n")
-    os.replace(tmp, out)
+    out = write_text(args.out, "\n".join(rows) + "\n")
     n_untrusted = sum(not t for t in pred.trusted)
     print(f"ranked {len(paths)} candidates with {Path(model).name}: {n_untrusted} not trusted; "
           f"wrote the {len(order)} most informative to {out}")

@@ -280,13 +280,21 @@ def evaluate_model(model: str | os.PathLike, xyz_dir: str | os.PathLike, spectra
     return score_predictions(pred, data.y), pred, data
 
 
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write a text file via a temporary file and a rename, so no half-written file is left."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def write_json(path: str | os.PathLike, data: Any) -> Path:
     """Write JSON via a temporary file and a rename."""
     import json
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
-    return path
+    return write_text(path, json.dumps(data, indent=1))

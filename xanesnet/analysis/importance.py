@@ -532,6 +532,8 @@ def write_importance(result: Importance, out_dir: str | os.PathLike) -> list[Pat
     import io
     import json
 
+    from xanesnet.pipeline import write_text
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -541,16 +543,8 @@ def write_importance(result: Importance, out_dir: str | os.PathLike) -> list[Pat
         writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-        written.append(_write_text(out_dir / name, buf.getvalue()))
-    written.append(_write_text(out_dir / "importance.json", json.dumps(result.to_dict(), indent=1)))
+        written.append(write_text(out_dir / name, buf.getvalue()))
+    written.append(write_text(out_dir / "importance.json", json.dumps(result.to_dict(), indent=1)))
     return written
 
 
-def _write_text(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
