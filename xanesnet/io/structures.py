@@ -75,10 +75,18 @@ def read_structure(path: str | os.PathLike, raw: bytes | None = None) -> Structu
             text = (path.read_bytes() if raw is None else raw).decode()
         except UnicodeDecodeError:
             raise XanesnetError("not a text file", path=path) from None
-        lines = text.split("\n", 2)
-        if len(lines) < 2 or "lattice=" not in lines[1].lower():  # extended xyz with a cell goes to ase
+        if "lattice=" not in _second_line(text).lower():  # extended xyz with a cell goes to ase
             return parse_xyz(text, name=path.stem, source=str(path))
     return _read_with_ase(path)
+
+
+def _second_line(text: str) -> str:
+    """The comment line of an xyz text, without splitting the whole file."""
+    start = text.find("\n") + 1
+    if start == 0:
+        return ""
+    end = text.find("\n", start)
+    return text[start:] if end < 0 else text[start:end]
 
 
 def parse_xyz(text: str, *, name: str, source: str | None = None) -> Structure:
