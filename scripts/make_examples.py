@@ -12,14 +12,16 @@ from pathlib import Path
 import numpy as np
 
 OUT = Path(__file__).resolve().parents[1] / "data" / "examples"
+MULTINUCLEAR = OUT.parent / "multinuclear"  # several atoms of the absorbing element: predict with --absorber Fe
 OCTAHEDRON = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], float)
 
 
-def write(name: str, formula: str, charge: int, spin: float, atoms: list[tuple[str, np.ndarray]]) -> None:
-    mnd = sum(0 < np.linalg.norm(x) < 2.6 and s != "H" for s, x in atoms)  # metal node degree: atoms bonded to the metal
+def write(name: str, formula: str, charge: int, spin: float, atoms: list[tuple[str, np.ndarray]], out: Path = OUT) -> None:
+    metal = atoms[0][1]  # metal node degree: atoms bonded to the (first) metal
+    mnd = sum(0 < np.linalg.norm(x - metal) < 2.6 and s != "H" for s, x in atoms)
     lines = [str(len(atoms)), f"CSD_code = {name} | q = {charge} | S = {spin} | Stoichiometry = {formula} | MND = {mnd}"]
     lines += [f"{s:<2} {x:14.8f} {y:14.8f} {z:14.8f}" for s, (x, y, z) in atoms]
-    (OUT / f"{name}.xyz").write_text("\n".join(lines) + "\n")
+    (out / f"{name}.xyz").write_text("\n".join(lines) + "\n")
 
 
 def perpendicular(u: np.ndarray) -> np.ndarray:
@@ -156,8 +158,28 @@ def tetrachloroferrate() -> None:
     write("tetrachloroferrate", "Cl4Fe", -1, 2.5, [("Fe", np.zeros(3))] + [("Cl", 2.19 * u) for u in tet])
 
 
+def diiron_nonacarbonyl() -> None:
+    """Fe2(CO)9, D3h, two equivalent Fe: Fe-Fe 2.523; three bridging CO (Fe-C 2.016, C-O 1.176, in the plane
+    midway between the Fe); three terminal CO per Fe (Fe-C 1.838, C-O 1.156, C-Fe-C 96.9 deg), staggered."""
+    half = 2.523 / 2
+    atoms = [("Fe", np.array([0.0, 0.0, half])), ("Fe", np.array([0.0, 0.0, -half]))]
+    r_bridge = np.sqrt(2.016**2 - half**2)
+    for phi in np.radians([0.0, 120.0, 240.0]):
+        u = np.array([np.cos(phi), np.sin(phi), 0.0])
+        atoms += [("C", r_bridge * u), ("O", (r_bridge + 1.176) * u)]
+    cos_a = np.sqrt((1.0 + 2.0 * np.cos(np.radians(96.9))) / 3.0)  # tilt from the Fe-Fe axis giving C-Fe-C 96.9 deg
+    for sign in (1.0, -1.0):
+        for phi in np.radians([60.0, 180.0, 300.0]):
+            u = np.array([np.sqrt(1 - cos_a**2) * np.cos(phi), np.sqrt(1 - cos_a**2) * np.sin(phi), sign * cos_a])
+            fe = np.array([0.0, 0.0, sign * half])
+            atoms += [("C", fe + 1.838 * u), ("O", fe + (1.838 + 1.156) * u)]
+    write("diiron_nonacarbonyl", "C9Fe2O9", 0, 0, atoms, out=MULTINUCLEAR)
+
+
 if __name__ == "__main__":
     OUT.mkdir(parents=True, exist_ok=True)
+    MULTINUCLEAR.mkdir(parents=True, exist_ok=True)
+    diiron_nonacarbonyl()
     for build in (hexacyanoferrate, hexaaquairon, ferrocene, iron_pentacarbonyl, tetrachloroferrate, tetraamminecopper,
                   tetrachlorozincate, tetracyanonickelate, hexaamminecobalt, titanium_tetrachloride, hexaaquavanadium,
                   chromium_hexacarbonyl, permanganate):

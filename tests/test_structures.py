@@ -158,6 +158,20 @@ def test_absorber_errors(tmp_path, absorber, message):
         resolve_absorber(s, absorber)
 
 
+def test_absorber_sites_of_an_element_that_occurs_twice(tmp_path):
+    from xanesnet.io.structures import absorber_sites
+
+    s = read_structure(write(tmp_path, "4\nx\nFe 0 0 0\nO 0 0 2\nFe 0 0 4\nO 0 2 0\n", "fe2.xyz"))
+    assert absorber_sites(s, "Fe") == [0, 2] and absorber_sites(s, "fe") == [0, 2]
+    assert absorber_sites(s, 2) == [2] and absorber_sites(s, "-2") == [2]
+    with pytest.raises(XanesnetError, match=r"fe2\.xyz: ambiguous absorber: 2 first-row transition metals \(Fe \(atom 0\), "
+                                            r"Fe \(atom 2\)\); pass --absorber INDEX, or --absorber Fe to average over all of them$"):
+        absorber_sites(s)
+    with pytest.raises(XanesnetError, match=r"fe2\.xyz: ambiguous absorber: Fe occurs 2 times \(atoms 0, 2\); pass --absorber "
+                                            r"INDEX \(xanesnet predict averages over all of them\)$"):
+        resolve_absorber(s, "Fe")  # one site per spectrum: training, featurize, evaluate
+
+
 def test_no_transition_metal(tmp_path):
     s = read_structure(write(tmp_path, "2\nx\nC 0 0 0\nO 0 0 1.2\n", "co.xyz"))
     with pytest.raises(XanesnetError, match=r"co\.xyz: no first-row transition metal \(Ti-Zn\) to use as absorber; pass --absorber$"):

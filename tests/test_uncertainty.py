@@ -283,3 +283,51 @@ def test_gaussian_process_gives_calibrated_predictive_std(tmp_path):
     # far from the training inputs the GP falls back to its prior: a much larger sigma
     far = Predictor.from_bundle(tmp_path / "gp").predict_features(data.x[:5] + 50.0)
     assert far.std.mean() > 3 * pred.std.mean()
+
+
+def test_several_absorbing_atoms_give_the_average_of_their_sites(tmp_path, capsys):
+    """Fe2(CO)9: --absorber Fe predicts both Fe sites and averages them; the two mirror-equivalent sites agree."""
+    from dataclasses import replace
+
+    from xanesnet.cli import main
+    from xanesnet.io.structures import read_structure
+
+    sym = ROOT / "data" / "multinuclear" / "diiron_nonacarbonyl.xyz"
+    s = read_structure(sym)
+    pos = s.positions.copy()
+    terminal = [i for i in range(len(s)) if s.symbols[i] == "C" and pos[i, 2] < -1.0]  # the lower Fe's terminal CO
+    pos[terminal] += 0.06 * (pos[terminal] - pos[1]) / np.linalg.norm(pos[terminal] - pos[1], axis=1, keepdims=True)
+    lines = [str(len(s)), "asym"] + [f"{e} {x:.8f} {y:.8f} {z:.8f}" for e, (x, y, z) in zip(s.symbols, replace(s, positions=pos).positions)]
+    asym = tmp_path / "asym.xyz"
+    asym.write_text("\n".join(lines) + "\n")
+    mono = tmp_path / "ferrocene.xyz"
+    mono.write_text((EXAMPLES / "ferrocene.xyz").read_text())
+
+    predictor = Predictor.from_bundle(ROOT / "models" / "fe-k-xanes")
+    pred, _ = predictor.predict_files([asym, mono, sym], absorber="Fe")
+    assert pred.ids == ["asym", "ferrocene", "diiron_nonacarbonyl"] and pred.sites == [[0, 1], [0], [0, 1]]
+    site0, site1 = (predictor.predict_files([asym], absorber=a)[0] for a in (0, 1))
+    assert np.abs(site0.mean - site1.mean).max() > 1e-3  # the stretched site differs
+    np.testing.assert_allclose(pred.mean[0], (site0.mean[0] + site1.mean[0]) / 2, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(pred.std[0], (site0.std[0] + site1.std[0]) / 2, rtol=1e-5, atol=1e-7)
+    assert pred.score[0] == pytest.approx(max(site0.score[0], site1.score[0]), rel=1e-6)
+    assert pred.trusted[0] == (site0.trusted[0] and site1.trusted[0])
+    alone = predictor.predict_files([mono])[0]  # a one-site molecule in the batch is predicted as on its own
+    np.testing.assert_allclose(pred.mean[1], alone.mean[0], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(pred.std[1], alone.std[0], rtol=1e-5, atol=1e-7)
+    a, b = (predictor.predict_files([sym], absorber=k)[0] for k in (0, 1))  # the mirror plane maps Fe 0 onto Fe 1
+    np.testing.assert_allclose(a.mean, b.mean, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(pred.mean[2], a.mean[0], rtol=1e-5, atol=1e-7)
+
+    out = tmp_path / "out"
+    assert main(["predict", str(sym), "--absorber", "Fe", "--out", str(out), "--json", str(out / "p.json")]) == 0
+    assert "average of 2 sites (atoms 0, 1)" in capsys.readouterr().out
+    assert "| absorber_atoms = 0 1 (averaged)" in (out / "diiron_nonacarbonyl.txt").read_text().splitlines()[0]
+    assert json.loads((out / "p.json").read_text())["diiron_nonacarbonyl"]["absorber_atoms"] == [0, 1]
+    # without --absorber: the one-line error says how to average; nothing written
+    assert main(["predict", str(sym), "--out", str(tmp_path / "none")]) == 2
+    assert "pass --absorber INDEX, or --absorber Fe to average over all of them" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()
+    # featurize keeps one row per file: a symbol that occurs twice is an error there
+    assert main(["featurize", str(sym), "--absorber", "Fe", "--out", str(tmp_path / "f.npz")]) == 2
+    assert "Fe occurs 2 times (atoms 0, 1)" in capsys.readouterr().err and not (tmp_path / "f.npz").exists()

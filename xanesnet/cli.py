@@ -104,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", help="structure files or directories of .xyz files")
     p.add_argument("--model", help="model directory (default: the shipped model for the absorber's element)")
     p.add_argument("--spectrum", default="xanes", choices=["xanes", "xes"], help="which spectrum (selects the shipped model)")
-    p.add_argument("--absorber", help="absorbing atom: 0-based index or element symbol")
+    p.add_argument("--absorber", help="absorbing atom: 0-based index or element symbol (default: the one Ti-Zn metal); "
+                                      "an element that occurs several times gives the average over those sites")
     p.add_argument("--out", default=".", help="directory for NAME.txt files (energy, intensity, std)")
     p.add_argument("--json", help="also write all predictions to this JSON file")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable structures and report them")
@@ -120,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=50, help="how many to select (default 50)")
     p.add_argument("--model", help="model directory (default: the shipped model for the absorber's element)")
     p.add_argument("--spectrum", default="xanes", choices=["xanes", "xes"], help="which spectrum (selects the shipped model)")
-    p.add_argument("--absorber", help="absorbing atom: 0-based index or element symbol")
+    p.add_argument("--absorber", help="absorbing atom: 0-based index or element symbol (default: the one Ti-Zn metal); "
+                                      "an element that occurs several times gives the average over those sites")
     p.add_argument("--out", default="selection.tsv", help="table of the selected structures, most informative first")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable structures and report them")
     p.add_argument("--mc-samples", type=int, help="Monte-Carlo dropout draws per ensemble member (models trained with dropout)")
@@ -296,7 +298,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                                    "trusted": None if pred.trusted is None else bool(pred.trusted[k]),
                                    "extrapolation": None if pred.extrapolation is None else {
                                        "feature": pred.extrapolated_feature[k],
-                                       "training_std_beyond_range": _json_number(pred.extrapolation[k])}}
+                                       "training_std_beyond_range": _json_number(pred.extrapolation[k])},
+                                   "absorber_atoms": pred.sites[k]}
                                for model, pred in predictions for k, i in enumerate(pred.ids)})
     n_written = sum(len(write_spectra(pred, args.out, e0=args.e0)) for _, pred in predictions)
     for model, pred in predictions:
@@ -320,7 +323,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         trust = "" if pred.trusted is None else f"; {score}({'trusted' if pred.trusted[0] else 'NOT trusted'})"
         is_xes = json.loads((Path(model) / "config.json").read_text()).get("spectrum") == "xes"  # no edge in emission
         edge = "" if is_xes else f"edge {edge_energy(pred.energy, pred.mean)[0]:.2f} eV, "
-        print(f"{pred.ids[0]}: {edge}main peak {e_peak[0]:.2f} eV (intensity {i_peak[0]:.3f}); model {Path(model).name}{trust}")
+        sites = "" if len(pred.sites[0]) == 1 else f"; average of {len(pred.sites[0])} sites (atoms {', '.join(map(str, pred.sites[0]))})"
+        print(f"{pred.ids[0]}: {edge}main peak {e_peak[0]:.2f} eV (intensity {i_peak[0]:.3f}); model {Path(model).name}{sites}{trust}")
     print(f"wrote {n_written} spectra to {args.out}")
     return 0
 
@@ -348,13 +352,13 @@ def _files_by_model(files: list[Path], args: argparse.Namespace) -> dict[Path, l
     """Group files by the shipped model for their absorber's element (a bad file fails here unless --skip-bad)."""
     from ase.data import chemical_symbols
 
-    from xanesnet.io.structures import read_structure, resolve_absorber
+    from xanesnet.io.structures import absorber_sites, read_structure
 
     groups: dict[Path, list[Path]] = {}
     for f in files:
         try:
             s = read_structure(f)
-            element = chemical_symbols[s.numbers[resolve_absorber(s, args.absorber)]]
+            element = chemical_symbols[s.numbers[absorber_sites(s, args.absorber)[0]]]
         except XanesnetError:
             if not args.skip_bad:
                 raise

@@ -36,6 +36,9 @@ class Prediction:
     ``trusted`` is ``score <= threshold`` and ``extrapolation <=``
     :data:`~xanesnet.uncertainty.EXTRAPOLATION_LIMIT` (``None`` where the
     model gives neither).
+    ``sites`` lists each molecule's absorbing atoms when they were predicted
+    from files (several when the absorber was given as an element that occurs
+    more than once: the spectrum is then the average over those sites).
     """
 
     ids: list[str]
@@ -50,6 +53,7 @@ class Prediction:
     relative: bool = False  # energies relative to the edge E0 (a model trained on a relative grid)
     extrapolation: np.ndarray | None = None
     extrapolated_feature: list[str] | None = None
+    sites: list[list[int]] | None = None
 
     def warnings(self) -> list[str]:
         """One line per spectrum that is not trusted, naming the molecule and saying why."""
@@ -201,8 +205,38 @@ class Predictor:
         """Spectra of structure files; returns the prediction and the skipped files with reasons."""
         from xanesnet.data.dataset import featurize_files
 
-        feats = featurize_files(paths, self.descriptor, absorber=absorber, skip_bad=skip_bad, progress=progress)
-        return self.predict_features(feats.x, ids=feats.ids, mc_samples=mc_samples), feats.skipped
+        feats = featurize_files(paths, self.descriptor, absorber=absorber, skip_bad=skip_bad, progress=progress,
+                                all_sites=True)
+        pred = self.predict_features(feats.x, ids=feats.ids if len(feats.x) == len(feats.ids) else None,
+                                     mc_samples=mc_samples)
+        if len(feats.x) > len(feats.ids):
+            pred = average_sites(pred, feats.site_of, feats.ids)
+        pred.sites = feats.sites
+        return pred, feats.skipped
+
+
+def average_sites(pred: Prediction, site_of: np.ndarray, ids: Sequence[str]) -> Prediction:
+    """One spectrum per molecule from one per absorbing site (rows with the same ``site_of``): their average.
+
+    The K-edge spectrum of a molecule with several atoms of the absorbing
+    element is the mean of the sites' spectra. Its ``std`` is the mean of the
+    sites' (calibrated) ``std``: exact when the sites' errors are fully
+    correlated, an upper bound otherwise. A molecule is only as trusted as its
+    least trusted site: it gets the largest ``score`` and ``extrapolation``.
+    """
+    weights = np.zeros((len(ids), len(site_of)))
+    weights[site_of, np.arange(len(site_of))] = 1.0
+    weights /= weights.sum(1, keepdims=True)
+    groups = [np.flatnonzero(site_of == i) for i in range(len(ids))]
+    worst_extrapolated = None if pred.extrapolation is None else [g[np.argmax(pred.extrapolation[g])] for g in groups]
+    return Prediction(
+        ids=list(ids), energy=pred.energy, mean=weights @ pred.mean, std=weights @ pred.std,
+        samples=np.einsum("mr,srp->smp", weights, pred.samples), mode=pred.mode,
+        score=None if pred.score is None else np.array([pred.score[g].max() for g in groups]),
+        trusted=None if pred.trusted is None else np.array([bool(pred.trusted[g].all()) for g in groups]),
+        threshold=pred.threshold, relative=pred.relative,
+        extrapolation=None if worst_extrapolated is None else pred.extrapolation[worst_extrapolated],
+        extrapolated_feature=None if worst_extrapolated is None else [pred.extrapolated_feature[k] for k in worst_extrapolated])
 
 
 def write_spectra(prediction: Prediction, out_dir: str | os.PathLike, *, e0: float | None = None) -> list[Path]:
@@ -228,6 +262,8 @@ def write_spectra(prediction: Prediction, out_dir: str | os.PathLike, *, e0: flo
             trust += f" | beyond_training_range = {prediction.extrapolation[i]:.4g}" + (f" ({feature})" if feature else "")
         if prediction.trusted is not None:
             trust += f" | trusted = {str(bool(prediction.trusted[i])).lower()}"
+        if prediction.sites is not None and len(prediction.sites[i]) > 1:
+            trust += f" | absorber_atoms = {' '.join(map(str, prediction.sites[i]))} (averaged)"
         np.savetxt(tmp, table, fmt="%.4f %.8e %.8e", header=f"{name}{trust}\n{column} intensity std")
         os.replace(tmp, path)
         written.append(path)

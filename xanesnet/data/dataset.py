@@ -20,7 +20,7 @@ import numpy as np
 from xanesnet.descriptors.base import Descriptor
 from xanesnet.errors import XanesnetError
 from xanesnet.io.spectra import Spectrum, read_spectrum
-from xanesnet.io.structures import Structure, read_structure, resolve_absorber
+from xanesnet.io.structures import Structure, absorber_sites, read_structure, resolve_absorber
 
 logger = logging.getLogger(__name__)
 
@@ -78,15 +78,24 @@ def pair_by_stem(structure_files: Sequence[Path], spectrum_files: Sequence[Path]
 
 @dataclass
 class FeatureSet:
+    """Descriptor rows of structure files.
+
+    One row per file, except with ``all_sites``: then one row per absorbing
+    atom, ``site_of[row]`` is the file's position in ``ids`` and ``sites[i]``
+    lists the absorbing atoms of file ``i``.
+    """
+
     ids: list[str]
     x: np.ndarray
     skipped: list[tuple[str, str]] = field(default_factory=list)
     structures: list[Structure] | None = None
+    site_of: np.ndarray | None = None
+    sites: list[list[int]] | None = None
 
 
 def featurize_files(paths: Sequence[str | os.PathLike], descriptor: Descriptor, *, absorber: int | str | None = None,
                     cache: str | os.PathLike | None = None, skip_bad: bool = False, progress: bool = False,
-                    keep_structures: bool = False) -> FeatureSet:
+                    keep_structures: bool = False, all_sites: bool = False) -> FeatureSet:
     """Descriptor vectors of many structure files, in the given order.
 
     Parameters
@@ -104,15 +113,21 @@ def featurize_files(paths: Sequence[str | os.PathLike], descriptor: Descriptor, 
         ``skipped`` with the reason) instead of raising on the first one.
     keep_structures
         Also return the parsed structures (they are then parsed even when cached).
+    all_sites
+        One row per absorbing atom: every atom of the element when ``absorber``
+        is an element symbol (see :func:`absorber_sites`); not with ``cache``.
     """
     from tqdm.auto import tqdm
 
+    if all_sites and cache is not None:
+        raise ValueError("all_sites does not use the feature cache")
     key = f"{descriptor.settings_hash()}/absorber={absorber if absorber is not None else 'auto'}"
     store = FeatureCache(cache) if cache is not None else None
     ids: list[str] = []
     rows: list[np.ndarray] = []
     structures: list[Structure] = []
     skipped: list[tuple[str, str]] = []
+    sites: list[list[int]] = []
     new: dict[str, np.ndarray] = {}
     cached = store.load(key) if store is not None else {}
     for p in tqdm([Path(p) for p in paths], desc="featurize", unit="mol", disable=not progress, leave=False):
@@ -123,7 +138,10 @@ def featurize_files(paths: Sequence[str | os.PathLike], descriptor: Descriptor, 
             structure = None
             if vec is None or keep_structures:
                 structure = read_structure(p, raw)
-            if vec is None:
+            if all_sites:
+                atoms = absorber_sites(structure, absorber)
+                vec = np.vstack([descriptor.create(structure, a) for a in atoms])
+            elif vec is None:
                 vec = descriptor.create(structure, resolve_absorber(structure, absorber))
                 if digest is not None:
                     new[digest] = vec
@@ -134,6 +152,8 @@ def featurize_files(paths: Sequence[str | os.PathLike], descriptor: Descriptor, 
             continue
         ids.append(p.stem)
         rows.append(vec)
+        if all_sites:
+            sites.append(atoms)
         if keep_structures:
             structures.append(structure)
     if store is not None and new:
@@ -141,7 +161,9 @@ def featurize_files(paths: Sequence[str | os.PathLike], descriptor: Descriptor, 
     if skipped:
         logger.warning("skipped %d of %d structures", len(skipped), len(paths))
     x = np.vstack(rows) if rows else np.empty((0, descriptor.n_features))
-    return FeatureSet(ids=ids, x=x, skipped=skipped, structures=structures if keep_structures else None)
+    site_of = np.repeat(np.arange(len(ids)), [len(a) for a in sites]) if all_sites else None
+    return FeatureSet(ids=ids, x=x, skipped=skipped, structures=structures if keep_structures else None,
+                      site_of=site_of, sites=sites if all_sites else None)
 
 
 def _read_bytes(path: Path) -> bytes:

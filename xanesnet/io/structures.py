@@ -234,6 +234,22 @@ def resolve_absorber(structure: Structure, absorber: int | str | None = None) ->
         symbol that occurs exactly once, or ``None`` for the single first-row
         transition metal (Ti-Zn) in the molecule.
     """
+    sites = absorber_sites(structure, absorber)
+    if len(sites) > 1:
+        symbol = chemical_symbols[structure.numbers[sites[0]]]
+        raise XanesnetError(f"ambiguous absorber: {symbol} occurs {len(sites)} times (atoms {', '.join(map(str, sites[:8]))}); "
+                            "pass --absorber INDEX (xanesnet predict averages over all of them)",
+                            path=structure.source or structure.name)
+    return sites[0]
+
+
+def absorber_sites(structure: Structure, absorber: int | str | None = None) -> list[int]:
+    """Indices (0-based) of the absorbing atoms: every atom of the element when ``absorber`` is a symbol.
+
+    An element's K-edge spectrum of a molecule with several such atoms is the
+    average over them. An index or ``None`` gives one site, as
+    :func:`resolve_absorber` (``None`` with two or more Ti-Zn metals is an error).
+    """
     where = structure.source or structure.name
     if isinstance(absorber, str) and absorber.strip().lstrip("-").isdigit():
         absorber = int(absorber)
@@ -241,24 +257,25 @@ def resolve_absorber(structure: Structure, absorber: int | str | None = None) ->
         index = int(absorber)
         if not -len(structure) <= index < len(structure):
             raise XanesnetError(f"absorber index {index} is out of range for {len(structure)} atoms", path=where)
-        return index % len(structure)
+        return [index % len(structure)]
     if absorber is None:
         hits = np.flatnonzero(_IS_FIRST_ROW_TM[np.clip(structure.numbers, 0, len(_IS_FIRST_ROW_TM) - 1)])
         if len(hits) == 0:
             raise XanesnetError("no first-row transition metal (Ti-Zn) to use as absorber; pass --absorber", path=where)
         if len(hits) > 1:
             found = ", ".join(f"{chemical_symbols[structure.numbers[i]]} (atom {i})" for i in hits)
-            raise XanesnetError(f"ambiguous absorber: {len(hits)} first-row transition metals ({found}); pass --absorber INDEX", path=where)
-        return int(hits[0])
+            elements = {chemical_symbols[structure.numbers[i]] for i in hits}
+            also = f", or --absorber {elements.pop()} to average over all of them" if len(elements) == 1 else ""
+            raise XanesnetError(f"ambiguous absorber: {len(hits)} first-row transition metals ({found}); "
+                                f"pass --absorber INDEX{also}", path=where)
+        return [int(hits[0])]
     symbol = str(absorber).strip().capitalize()
     if symbol not in atomic_numbers:
         raise XanesnetError(f"absorber {absorber!r} is neither an atom index nor an element symbol", path=where)
     hits = np.flatnonzero(structure.numbers == atomic_numbers[symbol])
     if len(hits) == 0:
         raise XanesnetError(f"absorber element {symbol} does not occur in the structure", path=where)
-    if len(hits) > 1:
-        raise XanesnetError(f"ambiguous absorber: {symbol} occurs {len(hits)} times (atoms {', '.join(map(str, hits[:8]))}); pass --absorber INDEX", path=where)
-    return int(hits[0])
+    return [int(h) for h in hits]
 
 
 def check_overlaps(structure: Structure, *, min_distance: float = 0.5) -> None:
