@@ -224,6 +224,27 @@ def test_labelling_order_puts_unseen_geometries_first_then_the_least_sure():
     assert labelling_order(score).tolist() == [1, 3, 2, 5, 0, 4]
 
 
+def test_diverse_selection_spreads_over_families_that_top_uncertainty_would_skip():
+    """Two families of candidates: 20 near-copies the model is a little less sure of, and 80 others."""
+    from xanesnet.uncertainty import SELECTION_STRATEGIES, select_diverse, select_random, select_uncertain
+
+    rng = np.random.default_rng(0)
+    x = np.vstack([rng.normal(0, 0.01, (20, 8)) + 5.0, rng.normal(0, 1.0, (80, 8)) - 5.0])
+    score = np.concatenate([rng.uniform(0.9, 1.0, 20), rng.uniform(0.5, 0.8, 80)])
+    top = select_uncertain(score, None, x, 10)
+    assert set(top) <= set(range(20))  # all ten from the family of near-copies
+    picks = select_diverse(score, None, x, 10, seed=0)
+    assert len(set(picks)) == 10 and 3 <= (picks >= 20).sum() <= 9  # both families
+    assert picks.tolist() == sorted(picks, key=lambda k: -score[k])  # in labelling order
+    np.testing.assert_array_equal(picks, select_diverse(score, None, x, 10, seed=0))  # reproducible
+    beyond = np.zeros(100)
+    beyond[70] = 1e3
+    assert 70 in select_diverse(score, beyond, x, 10, seed=0)[:1]  # an unseen geometry comes first
+    assert sorted(select_diverse(score, None, x, 200)) == list(range(100))  # a small pool: everything
+    assert len(set(select_random(score, None, x, 10, seed=1))) == 10
+    assert list(SELECTION_STRATEGIES) == ["diverse", "uncertainty", "random"]
+
+
 def test_select_ranks_a_pool_for_the_next_simulations(tmp_path, capsys):
     from xanesnet.cli import main
 
@@ -233,8 +254,8 @@ def test_select_ranks_a_pool_for_the_next_simulations(tmp_path, capsys):
         (pool / f"{name}.xyz").write_text((EXAMPLES / f"{name}.xyz").read_text())
     superoxo(pool)
     out = tmp_path / "sel" / "picks.tsv"
-    assert main(["select", str(pool), "-n", "4", "--out", str(out)]) == 0
-    assert "ranked 6 candidates with fe-k-xanes" in capsys.readouterr().out
+    assert main(["select", str(pool), "-n", "4", "--strategy", "uncertainty", "--out", str(out)]) == 0
+    assert "ranked 6 candidates with fe-k-xanes: 4 not trusted; wrote 4 picked by 'uncertainty'" in capsys.readouterr().out
     rows = [line.split("\t") for line in out.read_text().splitlines()]
     assert rows[0][:4] == ["rank", "name", "path", "uncertainty_score"] and len(rows) == 5
     assert rows[1][1] == "fe_superoxo" and rows[1][5].startswith("D_O:O[") and rows[1][6] == "false"
@@ -252,7 +273,14 @@ def test_select_ranks_a_pool_for_the_next_simulations(tmp_path, capsys):
     assert "select ranks for one model at a time" in capsys.readouterr().err
     assert main(["select", str(pool), "-n", "0", "--out", str(tmp_path / "no.tsv")]) == 2
     assert "-n must be at least 1" in capsys.readouterr().err
+    assert main(["select", str(pool), "--strategy", "smart", "--out", str(tmp_path / "no.tsv")]) == 2
+    assert "unknown --strategy 'smart'; choose from diverse, uncertainty, random" in capsys.readouterr().err
     assert not (tmp_path / "no.tsv").exists()
+    # the default, diverse: 3 of the 6 from k-means on their descriptors, still in labelling order
+    assert main(["select", str(pool), "-n", "3", "--out", str(out)]) == 0
+    assert "wrote 3 picked by 'diverse'" in capsys.readouterr().out
+    picked = [line.split("\t") for line in out.read_text().splitlines()[1:]]
+    assert len({r[1] for r in picked}) == 3 and picked[0][1] == "fe_superoxo"
 
 
 def test_select_needs_a_model_with_an_error_bar(tmp_path, capsys):

@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="selection.tsv", help="table of the selected structures, most informative first")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable structures and report them")
     p.add_argument("--mc-samples", type=int, help="Monte-Carlo dropout draws per ensemble member (models trained with dropout)")
+    p.add_argument("--strategy", default="diverse",
+                   help="diverse (default): uncertain and unlike each other; uncertainty: the N least certain; random")
+    p.add_argument("--seed", type=int, default=0, help="seed of the diverse (k-means) and random picks")
     p.set_defaults(func=cmd_select)
 
     p = sub.add_parser("simulate", parents=[common], help="reference XANES/XES from geometry with FEFF10 (resumable HDF5)")
@@ -372,10 +375,12 @@ def cmd_select(args: argparse.Namespace) -> int:
     """Rank a pool of candidates by the model's uncertainty; write the top N as a table (via a temporary file)."""
     from xanesnet.pipeline import write_text
     from xanesnet.predict import Predictor
-    from xanesnet.uncertainty import labelling_order
+    from xanesnet.uncertainty import SELECTION_STRATEGIES
 
     if args.n < 1:
         raise XanesnetError(f"-n must be at least 1, got {args.n}")
+    if args.strategy not in SELECTION_STRATEGIES:
+        raise XanesnetError(f"unknown --strategy {args.strategy!r}; choose from {', '.join(SELECTION_STRATEGIES)}")
     groups = _model_groups(args)
     if len(groups) > 1:
         raise XanesnetError("the candidates need different models (" + ", ".join(sorted(Path(m).name for m in groups))
@@ -390,7 +395,7 @@ def cmd_select(args: argparse.Namespace) -> int:
                             "dropout", path=model)
     bad = {p for p, _ in skipped}
     paths = [f for f in group if str(f) not in bad]
-    order = labelling_order(pred.score, pred.extrapolation)[: args.n]
+    order = SELECTION_STRATEGIES[args.strategy](pred.score, pred.extrapolation, pred.features, args.n, seed=args.seed)
     rows = ["rank\tname\tpath\tuncertainty_score\tbeyond_training_range\tfeature\ttrusted"]
     for rank, k in enumerate(order, 1):
         beyond = "" if pred.extrapolation is None else f"{pred.extrapolation[k]:.4g}"
@@ -400,7 +405,7 @@ def cmd_select(args: argparse.Namespace) -> int:
     out = write_text(args.out, "\n".join(rows) + "\n")
     n_untrusted = sum(not t for t in pred.trusted)
     print(f"ranked {len(paths)} candidates with {Path(model).name}: {n_untrusted} not trusted; "
-          f"wrote the {len(order)} most informative to {out}")
+          f"wrote {len(order)} picked by '{args.strategy}' to {out}")
     return 0
 
 

@@ -39,6 +39,7 @@ class Prediction:
     ``sites`` lists each molecule's absorbing atoms when they were predicted
     from files (several when the absorber was given as an element that occurs
     more than once: the spectrum is then the average over those sites).
+    ``features`` are the descriptor vectors predicted from (the mean over sites).
     """
 
     ids: list[str]
@@ -54,6 +55,7 @@ class Prediction:
     extrapolation: np.ndarray | None = None
     extrapolated_feature: list[str] | None = None
     sites: list[list[int]] | None = None
+    features: np.ndarray | None = None
 
     def warnings(self) -> list[str]:
         """One line per spectrum that is not trusted, naming the molecule and saying why."""
@@ -131,6 +133,7 @@ class Predictor:
             pred.extrapolated_feature = [names[f] if d > 0 else None for f, d in zip(worst, distance)]
             inside = distance <= EXTRAPOLATION_LIMIT
             pred.trusted = inside if pred.trusted is None else pred.trusted & inside
+        pred.features = x
         return pred
 
     def _predict_samples(self, x: np.ndarray, *, ids: list[str], mc_samples: int | None, batch_size: int,
@@ -236,7 +239,8 @@ def average_sites(pred: Prediction, site_of: np.ndarray, ids: Sequence[str]) -> 
         trusted=None if pred.trusted is None else np.array([bool(pred.trusted[g].all()) for g in groups]),
         threshold=pred.threshold, relative=pred.relative,
         extrapolation=None if worst_extrapolated is None else pred.extrapolation[worst_extrapolated],
-        extrapolated_feature=None if worst_extrapolated is None else [pred.extrapolated_feature[k] for k in worst_extrapolated])
+        extrapolated_feature=None if worst_extrapolated is None else [pred.extrapolated_feature[k] for k in worst_extrapolated],
+        features=None if pred.features is None else weights @ pred.features)
 
 
 def write_spectra(prediction: Prediction, out_dir: str | os.PathLike, *, e0: float | None = None) -> list[Path]:

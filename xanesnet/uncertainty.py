@@ -133,6 +133,55 @@ def labelling_order(score: np.ndarray, extrapolation: np.ndarray | None = None) 
     return np.lexsort((-score, -np.where(outside, beyond, 0.0), ~outside))
 
 
+def select_uncertain(score: np.ndarray, extrapolation: np.ndarray | None, x: np.ndarray, n: int, *,
+                     seed: int = 0) -> np.ndarray:
+    """The n candidates the model is least sure of: beyond the training range first, then by score."""
+    return labelling_order(score, extrapolation)[:n]
+
+
+def select_diverse(score: np.ndarray, extrapolation: np.ndarray | None, x: np.ndarray, n: int, *,
+                   seed: int = 0) -> np.ndarray:
+    """Uncertain and unlike each other: of the 5n least certain, one per cluster of their descriptors.
+
+    Top-n by uncertainty tends to pick near-copies of one unusual family.
+    Candidates beyond the training range come first, as in
+    :func:`labelling_order`. The rest of the ``n`` come from the next ``5 n``
+    of that order: their descriptors are standardised, projected on their
+    first principal components and grouped by k-means into as many clusters
+    as picks are left (each candidate weighted by its score); the candidate
+    nearest each cluster centre is picked. Returned in labelling order.
+    """
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import PCA
+
+    order = labelling_order(score, extrapolation)
+    beyond = np.zeros(len(order)) if extrapolation is None else np.asarray(extrapolation, float)
+    n_out = int(np.sum(beyond > EXTRAPOLATION_LIMIT))
+    left = n - min(n, n_out)
+    short = order[n_out: n_out + 5 * left]
+    if left == 0 or left >= len(short):
+        return order[: n_out + left] if left == 0 else order[: n_out + len(short)]
+    z = x[short] - x[short].mean(0)
+    z = np.clip(z / np.where(z.std(0) > 0, z.std(0), 1.0), -5.0, 5.0)  # a few tail columns must not decide alone
+    z = PCA(n_components=min(16, *z.shape), random_state=seed).fit_transform(z)
+    weight = np.maximum(np.asarray(score, float)[short], 1e-12)
+    centres = KMeans(n_clusters=left, n_init=3, random_state=seed).fit(z, sample_weight=weight).cluster_centers_
+    nearest = np.argmin(((z[:, None, :] - centres[None]) ** 2).sum(-1), axis=0)
+    picked = np.unique(nearest)  # two centres can share a nearest candidate: fill up in labelling order
+    rest = np.setdiff1d(np.arange(len(short)), picked)[: left - len(picked)]
+    return np.concatenate([order[:n_out][:n], short[np.sort(np.concatenate([picked, rest]))]])
+
+
+def select_random(score: np.ndarray, extrapolation: np.ndarray | None, x: np.ndarray, n: int, *,
+                  seed: int = 0) -> np.ndarray:
+    """n candidates drawn at random (the baseline every other strategy must beat)."""
+    return np.sort(np.random.default_rng(seed).choice(len(score), min(n, len(score)), replace=False))
+
+
+#: How ``xanesnet select`` picks the next structures to simulate, by name.
+SELECTION_STRATEGIES = {"diverse": select_diverse, "uncertainty": select_uncertain, "random": select_random}
+
+
 def uncertainty_score(std: np.ndarray, spread: np.ndarray) -> np.ndarray:
     """Per-spectrum score: calibrated sigma over the training spectra's std at each point, averaged over energy."""
     return np.mean(std / spread, axis=-1)
