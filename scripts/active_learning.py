@@ -45,7 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--start", type=int, nargs="+", default=[800, 1600], help="labelled molecules to start from (one experiment each)")
+    ap.add_argument("--start", type=int, nargs="+", default=[800, 1600],
+                    help="labelled molecules to start from (one experiment each)")
     ap.add_argument("--batch", type=int, default=400, help="molecules each strategy picks")
     ap.add_argument("--seeds", type=int, default=5, help="retrainings per strategy")
     ap.add_argument("--threads", type=int, default=1)
@@ -93,6 +94,7 @@ def main() -> None:
         print(f"starting ensemble: evaluation MSE {start_mse:.3e} ({seconds:.0f} s)", flush=True)
         pred = model.predict_features(x[pool])
         pool_err = np.mean((pred.mean - y[pool]) ** 2, axis=1)  # what the starting model gets wrong, for the report only
+        space = _descriptor_space(pred.features)
         results: dict[str, list[dict]] = {"none": [{"seed": seed, "mse": score(fit(start, single(seed))[0])}
                                                    for seed in range(args.seeds)]}
         for name, strategy in SELECTION_STRATEGIES.items():
@@ -100,13 +102,31 @@ def main() -> None:
             for seed in range(args.seeds):
                 picks = strategy(pred.score, pred.extrapolation, pred.features, args.batch, seed=seed)
                 mse = score(fit(np.concatenate([start, pool[picks]]), single(seed))[0])
-                results[name].append({"seed": seed, "mse": mse, "picked_error": float(pool_err[picks].mean()),
-                                      "picked_untrusted": float(np.mean(~pred.trusted[picks]))})
+                results[name].append({"seed": seed, "mse": mse, "n_picked": int(len(picks)),
+                                      "picked_error": float(pool_err[picks].mean()),
+                                      "picked_untrusted": float(np.mean(~pred.trusted[picks])),
+                                      "picked_with_twin": _twin_fraction(space[picks])})
                 print(f"{name:12s} seed {seed}: evaluation MSE {mse:.3e}; starting model's MSE on the picks "
                       f"{results[name][-1]['picked_error']:.3e}", flush=True)
         experiments.append({"start": n_start, "pool": len(pool), "start_ensemble_mse": start_mse,
                             "pool_mse": float(pool_err.mean()), "results": results})
     write_report(args, experiments, len(evaluation))
+
+
+def _descriptor_space(features: np.ndarray) -> np.ndarray:
+    """The pool's descriptors standardised (clipped at 5 sd) and projected on 16 principal components."""
+    from sklearn.decomposition import PCA
+
+    z = features - features.mean(0)
+    z = np.clip(z / np.where(z.std(0) > 0, z.std(0), 1.0), -5.0, 5.0)
+    return PCA(n_components=16, random_state=0).fit_transform(z)
+
+
+def _twin_fraction(points: np.ndarray, radius: float = 1.0) -> float:
+    """Share of the picks with another pick closer than ``radius`` (a near-copy: little new to learn)."""
+    d = np.sqrt(((points[:, None, :] - points[None]) ** 2).sum(-1))
+    np.fill_diagonal(d, np.inf)
+    return float(np.mean(d.min(1) < radius))
 
 
 def write_report(args, experiments: list[dict], n_eval: int) -> None:
@@ -126,14 +146,19 @@ def write_report(args, experiments: list[dict], n_eval: int) -> None:
         lines += ["", f"## Start {e['start']} labelled, pool {e['pool']} (starting ensemble: evaluation MSE "
                       f"{e['start_ensemble_mse']:.3e}, MSE on the pool {e['pool_mse']:.3e})", "",
                   "| strategy | evaluation MSE after retraining (mean ± sd) | vs random | starting model's MSE on its "
-                  "picks | picks the starting model did not trust |", "|---|---|---|---|---|"]
+                  "picks | picks the starting model did not trust | picks with a near-twin among the picks |",
+                  "|---|---|---|---|---|---|"]
         for name, runs in e["results"].items():
             mse = np.array([r["mse"] for r in runs])
             label = f"none (the {e['start']} only)" if name == "none" else name
             picked = "" if name == "none" else f"{np.mean([r['picked_error'] for r in runs]):.3e}"
             untrusted = "" if name == "none" else f"{np.mean([r['picked_untrusted'] for r in runs]):.0%}"
-            lines.append(f"| {label} | {mse.mean():.3e} ± {mse.std():.1e} | {mse.mean() / ref:.2f}x | {picked} | {untrusted} |")
-    lines += ["", "Strategies (`xanesnet.uncertainty.SELECTION_STRATEGIES`, `xanesnet select --strategy`):", ""]
+            twins = "" if name == "none" else f"{np.mean([r['picked_with_twin'] for r in runs]):.1%}"
+            lines.append(f"| {label} | {mse.mean():.3e} ± {mse.std():.1e} | {mse.mean() / ref:.2f}x | {picked} | {untrusted} "
+                         f"| {twins} |")
+    lines += ["", "Near-twin: another pick closer than 1.0 in the pool's standardised descriptor space (clipped at 5 sd, "
+                  "first 16 principal components).", "",
+              "Strategies (`xanesnet.uncertainty.SELECTION_STRATEGIES`, `xanesnet select --strategy`):", ""]
     for name, strategy in SELECTION_STRATEGIES.items():
         lines.append(f"- `{name}`: {(strategy.__doc__ or '').strip().splitlines()[0]}")
     out.mkdir(parents=True, exist_ok=True)

@@ -95,7 +95,7 @@ def main() -> None:
                                 "heldout_beyond_limit": float(np.mean(ens.extrapolation > EXTRAPOLATION_LIMIT)),
                                 "heldout_max_beyond": float(ens.extrapolation.max())}
 
-    # what `xanesnet select` would pick first: do those molecules have the largest errors?
+    # what `xanesnet select --strategy uncertainty` would pick first: do those molecules have the largest errors?
     per_molecule = np.mean((ens.mean - data.y[test]) ** 2, axis=1)
     order = labelling_order(ens.score, ens.extrapolation)
     top = order[: max(1, len(order) // 10)]
@@ -194,9 +194,11 @@ def write_markdown(r: dict, path: Path) -> None:
                   f"(largest {t['heldout_max_beyond']:.1f})."]
     if "selection_top10pct" in r:
         t = r["selection_top10pct"]
-        lines += ["", f"Selection (`xanesnet select`): the {t['n']} held-out molecules it ranks first (10%) have an MSE "
+        lines += ["", f"Selection (`xanesnet select --strategy uncertainty`): the {t['n']} held-out molecules it ranks first "
+                  "(10%) have an MSE "
                   f"{t['mse_ratio_to_all']:.1f}x the held-out mean ({t['mse']:.2e}); {100 * t['share_of_worst10pct_found']:.0f}% "
-                  "of them are among the 10% with the largest errors (a random pick: 1.0x and 10%)."]
+                  "of them are among the 10% with the largest errors (a random pick: 1.0x and 10%). Whether picking "
+                  "them pays once they are simulated and trained on: `docs/active_learning.md`."]
     if "gpr" in r:
         lines += ["", "Trust flag (GP baseline): " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in r["gpr"]["trust_flag_rate"].items())]
     lines += ["", "![calibration](calibration.png)", ""]

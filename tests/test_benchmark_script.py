@@ -47,3 +47,29 @@ def test_benchmark_tiny_writes_report(tmp_path):
         assert theory["feff"]["Fe"]["xanes_s_median"] > 0
         assert (out / "benchmark_theory_vs_ml.png").stat().st_size > 0
     assert (out / "benchmark_featurize.png").stat().st_size > 0
+
+
+def test_active_learning_script_scores_every_strategy(tmp_path):
+    """scripts/active_learning.py at a tiny size: each strategy is retrained and reported against random."""
+    import os
+
+    from conftest import shared_data
+
+    shared_data("fe_k_fdmnes_train.tar.gz")  # skips (or fails under CI) without the Fe data
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "active_learning.py"), "--start", "60", "--batch", "20",
+                           "--seeds", "1", "--out", str(out)], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    from xanesnet.uncertainty import SELECTION_STRATEGIES
+
+    result = json.loads((out / "active_learning.json").read_text())
+    (experiment,) = result["experiments"]
+    assert experiment["start"] == 60 and set(experiment["results"]) == {"none", *SELECTION_STRATEGIES}
+    for name, runs in experiment["results"].items():
+        assert len(runs) == 1 and runs[0]["mse"] > 0
+        if name != "none":
+            assert 0 < runs[0]["picked_error"] and 0 <= runs[0]["picked_untrusted"] <= 1
+            assert 0 <= runs[0]["picked_with_twin"] <= 1 and runs[0]["n_picked"] == 20
+    report = (out / "active_learning.md").read_text()
+    assert "## Start 60 labelled" in report and report.count("| 1.00x |") >= 1  # random is the reference

@@ -240,6 +240,8 @@ def test_diverse_selection_spreads_over_families_that_top_uncertainty_would_skip
     beyond = np.zeros(100)
     beyond[70] = 1e3
     assert 70 in select_diverse(score, beyond, x, 10, seed=0)[:1]  # an unseen geometry comes first
+    beyond[[3, 50, 90]] = [20.0, 30.0, 40.0]
+    assert select_diverse(score, beyond, x, 2, seed=0).tolist() == [70, 90]  # more unseen than picks: the furthest out
     assert sorted(select_diverse(score, None, x, 200)) == list(range(100))  # a small pool: everything
     assert len(set(select_random(score, None, x, 10, seed=1))) == 10
     assert list(SELECTION_STRATEGIES) == ["diverse", "uncertainty", "random"]

@@ -227,20 +227,27 @@ def average_sites(pred: Prediction, site_of: np.ndarray, ids: Sequence[str]) -> 
     correlated, an upper bound otherwise. A molecule is only as trusted as its
     least trusted site: it gets the largest ``score`` and ``extrapolation``.
     """
-    weights = np.zeros((len(ids), len(site_of)))
-    weights[site_of, np.arange(len(site_of))] = 1.0
-    weights /= weights.sum(1, keepdims=True)
-    groups = [np.flatnonzero(site_of == i) for i in range(len(ids))]
-    worst_extrapolated = None if pred.extrapolation is None else [g[np.argmax(pred.extrapolation[g])] for g in groups]
+    counts = np.bincount(site_of, minlength=len(ids))
+    if np.any(counts == 0) or np.any(np.diff(site_of) < 0):
+        raise ValueError("site_of must list every molecule's rows together, in order")
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+
+    def mean(a: np.ndarray, axis: int = 0) -> np.ndarray:
+        shape = [1] * a.ndim
+        shape[axis] = len(counts)
+        return np.add.reduceat(a, starts, axis=axis) / counts.reshape(shape)
+
+    worst = None
+    if pred.extrapolation is not None:
+        worst = np.array([s + int(np.argmax(pred.extrapolation[s:s + c])) for s, c in zip(starts, counts)], dtype=int)
     return Prediction(
-        ids=list(ids), energy=pred.energy, mean=weights @ pred.mean, std=weights @ pred.std,
-        samples=np.einsum("mr,srp->smp", weights, pred.samples), mode=pred.mode,
-        score=None if pred.score is None else np.array([pred.score[g].max() for g in groups]),
-        trusted=None if pred.trusted is None else np.array([bool(pred.trusted[g].all()) for g in groups]),
+        ids=list(ids), energy=pred.energy, mean=mean(pred.mean), std=mean(pred.std), samples=mean(pred.samples, axis=1),
+        mode=pred.mode, score=None if pred.score is None else np.maximum.reduceat(pred.score, starts),
+        trusted=None if pred.trusted is None else np.logical_and.reduceat(pred.trusted, starts),
         threshold=pred.threshold, relative=pred.relative,
-        extrapolation=None if worst_extrapolated is None else pred.extrapolation[worst_extrapolated],
-        extrapolated_feature=None if worst_extrapolated is None else [pred.extrapolated_feature[k] for k in worst_extrapolated],
-        features=None if pred.features is None else weights @ pred.features)
+        extrapolation=None if worst is None else pred.extrapolation[worst],
+        extrapolated_feature=None if worst is None else [pred.extrapolated_feature[k] for k in worst],
+        features=None if pred.features is None else mean(pred.features))
 
 
 def write_spectra(prediction: Prediction, out_dir: str | os.PathLike, *, e0: float | None = None) -> list[Path]:

@@ -156,11 +156,11 @@ def select_diverse(score: np.ndarray, extrapolation: np.ndarray | None, x: np.nd
 
     order = labelling_order(score, extrapolation)
     beyond = np.zeros(len(order)) if extrapolation is None else np.asarray(extrapolation, float)
-    n_out = int(np.sum(beyond > EXTRAPOLATION_LIMIT))
-    left = n - min(n, n_out)
-    short = order[n_out: n_out + 5 * left]
-    if left == 0 or left >= len(short):
-        return order[: n_out + left] if left == 0 else order[: n_out + len(short)]
+    n_first = min(n, int(np.sum(beyond > EXTRAPOLATION_LIMIT)))
+    left = n - n_first
+    short = order[n_first: n_first + 5 * left]
+    if left >= len(short):  # nothing to choose among (or nothing left to choose)
+        return order[: n_first + len(short)]
     z = x[short] - x[short].mean(0)
     z = np.clip(z / np.where(z.std(0) > 0, z.std(0), 1.0), -5.0, 5.0)  # a few tail columns must not decide alone
     z = PCA(n_components=min(16, *z.shape), random_state=seed).fit_transform(z)
@@ -169,7 +169,7 @@ def select_diverse(score: np.ndarray, extrapolation: np.ndarray | None, x: np.nd
     nearest = np.argmin(((z[:, None, :] - centres[None]) ** 2).sum(-1), axis=0)
     picked = np.unique(nearest)  # two centres can share a nearest candidate: fill up in labelling order
     rest = np.setdiff1d(np.arange(len(short)), picked)[: left - len(picked)]
-    return np.concatenate([order[:n_out][:n], short[np.sort(np.concatenate([picked, rest]))]])
+    return np.concatenate([order[:n_first], short[np.sort(np.concatenate([picked, rest]))]])
 
 
 def select_random(score: np.ndarray, extrapolation: np.ndarray | None, x: np.ndarray, n: int, *,
