@@ -143,7 +143,7 @@ def select_diverse(score: np.ndarray, extrapolation: np.ndarray | None, x: np.nd
                    seed: int = 0) -> np.ndarray:
     """Uncertain and unlike each other: of the 5n least certain, one per cluster of their descriptors.
 
-    Top-n by uncertainty tends to pick near-copies of one unusual family.
+    Top-n by uncertainty can spend picks on near-copies of one unusual family.
     Candidates beyond the training range come first, as in
     :func:`labelling_order`. The rest of the ``n`` come from the next ``5 n``
     of that order: their descriptors are standardised, projected on their
@@ -153,6 +153,7 @@ def select_diverse(score: np.ndarray, extrapolation: np.ndarray | None, x: np.nd
     """
     from sklearn.cluster import KMeans
     from sklearn.decomposition import PCA
+    from sklearn.metrics import pairwise_distances_argmin
 
     order = labelling_order(score, extrapolation)
     beyond = np.zeros(len(order)) if extrapolation is None else np.asarray(extrapolation, float)
@@ -166,7 +167,7 @@ def select_diverse(score: np.ndarray, extrapolation: np.ndarray | None, x: np.nd
     z = PCA(n_components=min(16, *z.shape), random_state=seed).fit_transform(z)
     weight = np.maximum(np.asarray(score, float)[short], 1e-12)
     centres = KMeans(n_clusters=left, n_init=3, random_state=seed).fit(z, sample_weight=weight).cluster_centers_
-    nearest = np.argmin(((z[:, None, :] - centres[None]) ** 2).sum(-1), axis=0)
+    nearest = pairwise_distances_argmin(centres, z)  # (in chunks: a big pool must not need a dense distance array)
     picked = np.unique(nearest)  # two centres can share a nearest candidate: fill up in labelling order
     rest = np.setdiff1d(np.arange(len(short)), picked)[: left - len(picked)]
     return np.concatenate([order[:n_first], short[np.sort(np.concatenate([picked, rest]))]])
