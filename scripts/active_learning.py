@@ -31,11 +31,10 @@ import numpy as np
 from fe_data import cache_dir, fe_data_dir
 
 from xanesnet.analysis.metrics import evaluate_spectra
-from xanesnet.bundle import Bundle
 from xanesnet.config import Config
 from xanesnet.data.dataset import heldout_mask
 from xanesnet.descriptors import descriptor_from_dict
-from xanesnet.pipeline import build_training_set, calibrate, model_config
+from xanesnet.pipeline import build_training_set, calibrated_predictor, model_config
 from xanesnet.predict import Predictor
 from xanesnet.training import train
 from xanesnet.uncertainty import SELECTION_STRATEGIES
@@ -68,12 +67,8 @@ def main() -> None:
 
     def fit(rows: np.ndarray, config: Config) -> tuple[Predictor, float]:
         t0 = time.perf_counter()
-        trained = train(x[rows], y[rows], config, progress=False)
-        predictor = Predictor(Bundle(path=None, config=model_config(trained, data.energy, names), members=trained.members))
-        if len(trained.members) > 1:  # calibrated score and trust threshold, as `xanesnet train` saves them
-            val = rows[trained.val_index]
-            predictor.bundle.config["uncertainty"] = calibrate(predictor, x[val], y[val], spread=y[rows].std(0),
-                                                               kind=config.training.calibration)
+        trained = train(x[rows], y[rows], config, progress=False)  # calibrated, as `xanesnet train` saves it
+        predictor = calibrated_predictor(trained, x[rows], y[rows], model_config(trained, data.energy, names))
         return predictor, time.perf_counter() - t0
 
     def single(seed: int) -> Config:

@@ -151,19 +151,29 @@ def train_model(data: TrainingSet, config: Config, out: str | os.PathLike, *, ho
         "history": trained.history,
         **(metadata or {}),
     }
-    from xanesnet.bundle import Bundle
-    from xanesnet.predict import Predictor
-
-    predictor = Predictor(Bundle(path=None, config=saved, members=trained.members))
-    fit_x, fit_y = x[~test], y[~test]
-    saved["uncertainty"] = calibrate(predictor, fit_x[trained.val_index], fit_y[trained.val_index], spread=fit_y.std(0),
-                                     kind=config.training.calibration)
+    predictor = calibrated_predictor(trained, x[~test], y[~test], saved)
     if test.any():
         saved["holdout"] = {"fraction": holdout, "rule": "sha256(name) mod 1000 < 1000*fraction",
                             "ids": [i for i, t in zip(ids, test) if t]}
         saved["holdout_metrics"] = score_predictions(predictor.predict_features(x[test]), y[test])
     save_bundle(out, saved, trained.members)
     return saved
+
+
+def calibrated_predictor(trained, x: np.ndarray, y: np.ndarray, config: dict[str, Any]):
+    """An in-memory :class:`~xanesnet.predict.Predictor` of a model just trained on ``x``, ``y``.
+
+    ``config`` is the model's saved config (from :func:`model_config`); its
+    ``uncertainty`` entry (calibration and trust threshold) is fitted here on
+    the training run's own validation split.
+    """
+    from xanesnet.bundle import Bundle
+    from xanesnet.predict import Predictor
+
+    predictor = Predictor(Bundle(path=None, config=config, members=trained.members))
+    config["uncertainty"] = calibrate(predictor, x[trained.val_index], y[trained.val_index], spread=y.std(0),
+                                      kind=trained.config.training.calibration)
+    return predictor
 
 
 def calibrate(predictor, x_val: np.ndarray, y_val: np.ndarray, *, spread: np.ndarray, kind: str = "scalar") -> dict[str, Any]:
