@@ -58,17 +58,39 @@ def already_simulated(feff_dir: Path) -> set[str]:
     return codes
 
 
-def round_robin(tmqm: Path, exclude: set[str], seed: int) -> list[Path]:
-    """Files per metal, each list shuffled with ``seed``, interleaved metal by metal."""
+def round_robin(tmqm: Path, exclude: set[str], seed: int, reserved: range = range(0)) -> list[Path]:
+    """Files per metal, each list shuffled with ``seed``, interleaved metal by metal.
+
+    ``reserved`` positions of each metal's shuffled list (simulated elsewhere)
+    are left out after shuffling, so the positions of the others do not move.
+    """
     rng = np.random.default_rng(seed)
     per_metal = []
     for metal in FIRST_ROW_TM:
         files = sorted(p for p in (tmqm / metal).glob("*.xyz") if p.stem not in exclude)
-        per_metal.append([files[i] for i in rng.permutation(len(files))])
+        shuffled = [files[i] for i in rng.permutation(len(files))]
+        per_metal.append([f for k, f in enumerate(shuffled) if k not in reserved])
     order = []
     for k in range(max(map(len, per_metal))):
         order.extend(files[k] for files in per_metal if k < len(files))
     return order
+
+
+def exported(extra_dir: Path) -> set[str]:
+    """Names already simulated and committed (``data/feff_extra/<Metal>.npz``): no need to run them again."""
+    names: set[str] = set()
+    for path in sorted(extra_dir.glob("*.npz")):
+        with np.load(path, allow_pickle=False) as d:
+            names.update(str(n) for n in d["ids"])
+    return names
+
+
+def parse_range(text: str) -> range:
+    """``"400:700"`` -> ``range(400, 700)``; ``""`` -> an empty range."""
+    if not text:
+        return range(0)
+    start, stop = (int(v) for v in text.split(":"))
+    return range(start, stop)
 
 
 def main() -> None:
@@ -78,6 +100,11 @@ def main() -> None:
     parser.add_argument("--scratch", type=Path, default=CACHE, help="where tmqm_3d/ is extracted")
     parser.add_argument("--out", type=Path, default=CACHE / "feff_extra.h5")
     parser.add_argument("--spectrum", default="both", choices=["xanes", "xes", "both"])
+    parser.add_argument("--reserved", type=parse_range, default=range(400, 700),
+                        help="positions START:STOP of each metal's shuffled list to leave out (simulated elsewhere: "
+                             "feff_3d_more holds positions 400-699 of the seed-0 order)")
+    parser.add_argument("--extra-dir", type=Path, default=ROOT / "data" / "feff_extra",
+                        help="committed exports whose molecules are not simulated again")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=None, help="only the first N complexes of the order")
@@ -93,7 +120,9 @@ def main() -> None:
     if ROOT in args.scratch.resolve().parents or args.scratch.resolve() == ROOT:
         parser.error("--scratch must be outside the repository")
     tmqm = extract(args.archive, args.scratch)
-    order = round_robin(tmqm, already_simulated(args.feff_dir), args.seed)
+    order = round_robin(tmqm, already_simulated(args.feff_dir), args.seed, args.reserved)
+    done = exported(args.extra_dir)
+    order = [p for p in order if p.stem not in done]
     if args.limit is not None:
         order = order[: args.limit]
     logger.info("%d complexes in the order (seed %d) -> %s", len(order), args.seed, args.out)
