@@ -99,12 +99,21 @@ def save_bundle(path: str | os.PathLike, config: dict[str, Any], members: list) 
 
 def load_bundle(path: str | os.PathLike) -> Bundle:
     """Load and check a model directory; a missing, corrupted or mismatched one raises :class:`XanesnetError`."""
-    import torch
-
     from xanesnet.descriptors import descriptor_from_dict
-    from xanesnet.models import build_model
 
     path = Path(path)
+    config, state = read_model_dir(path, ("descriptor", "model", "energy", "x_scaler", "y_transform", "feature_names"))
+    descriptor = descriptor_from_dict(config["descriptor"])
+    if descriptor.feature_names != config["feature_names"]:
+        raise XanesnetError("mismatched model: its descriptor settings no longer give the features it was trained on", path=path)
+    members = build_members(path, config, state, n_in=len(config["feature_names"]), n_out=_n_outputs(config))
+    return Bundle(path=path, config=config, members=members)
+
+
+def read_model_dir(path: Path, required: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``config.json`` (checked for the ``required`` keys and format version) and the checksummed ``weights.pt``."""
+    import torch
+
     if not path.is_dir():
         raise XanesnetError("no such model directory", path=path)
     cfg_path, w_path = path / CONFIG_FILE, path / WEIGHTS_FILE
@@ -115,24 +124,31 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
         config = json.loads(cfg_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise XanesnetError(f"corrupted model: config.json is not valid JSON ({exc})", path=path) from None
-    required = ("format_version", "descriptor", "model", "energy", "x_scaler", "y_transform", "feature_names", "weights_sha256")
-    missing = [k for k in required if k not in config]
+    missing = [k for k in ("format_version", *required, "weights_sha256") if k not in config]
     if missing:
         raise XanesnetError(f"corrupted model: config.json lacks {', '.join(missing)}", path=path)
     if config["format_version"] > FORMAT_VERSION:
         raise XanesnetError(f"model format {config['format_version']} is newer than this xanesnet supports ({FORMAT_VERSION}); upgrade xanesnet", path=path)
     if _sha256(w_path) != config["weights_sha256"]:
         raise XanesnetError("corrupted model: weights.pt does not match the checksum in config.json", path=path)
-    descriptor = descriptor_from_dict(config["descriptor"])
-    if descriptor.feature_names != config["feature_names"]:
-        raise XanesnetError("mismatched model: its descriptor settings no longer give the features it was trained on", path=path)
-    n_out = _n_outputs(config)
     try:
         state = torch.load(w_path, map_location="cpu", weights_only=True)
+    except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+        raise XanesnetError(f"corrupted model: weights.pt cannot be read ({str(exc).splitlines()[0]})", path=path) from None
+    return config, state
+
+
+def build_members(path: Path, config: dict[str, Any], state: dict[str, Any], *, n_in: int, n_out: int) -> list:
+    """The member networks of ``config["model"]`` with the weights of ``state``, in evaluation mode."""
+    import torch
+
+    from xanesnet.models import build_model
+
+    try:
         members = []
         for sd in state["members"]:
             with torch.device("meta"):  # no initialisation work: the weights are assigned from the file
-                net = build_model(config["model"], n_in=len(config["feature_names"]), n_out=n_out)
+                net = build_model(config["model"], n_in=n_in, n_out=n_out)
             net.load_state_dict(sd, assign=True)
             net.eval()
             members.append(net)
@@ -140,7 +156,7 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
         raise XanesnetError(f"corrupted model: weights do not fit the saved architecture ({str(exc).splitlines()[0]})", path=path) from None
     if not members:
         raise XanesnetError("corrupted model: no networks in weights.pt", path=path)
-    return Bundle(path=path, config=config, members=members)
+    return members
 
 
 def _n_outputs(config: dict[str, Any]) -> int:

@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", help="feature cache file (default: $XANESNET_CACHE or ~/.cache/xanesnet/features.h5)")
     p.add_argument("--no-cache", action="store_true", help="do not cache features")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable structures and report them")
+    p.add_argument("--inverse", action="store_true",
+                   help="train the inverse model (spectrum -> first coordination shell) for 'xanesnet invert' (with --xyz)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("predict", parents=[common], help="predict spectra of structures")
@@ -130,6 +132,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="diverse (default): uncertain and unlike each other; uncertainty: the N least certain; random")
     p.add_argument("--seed", type=int, default=0, help="seed of the diverse (k-means) and random picks")
     p.set_defaults(func=cmd_select)
+
+    p = sub.add_parser("match", parents=[common], help="rank candidate structures against a measured spectrum")
+    p.add_argument("measured", metavar="SPECTRUM", help="the measured spectrum (any format xanesnet reads)")
+    p.add_argument("--candidates", dest="paths", required=True, nargs="+", metavar="DIR",
+                   help="candidate structure files or directories")
+    p.add_argument("--model", help="forward model directory (default: the shipped model for the candidates' absorber element)")
+    p.add_argument("--absorber", help="absorbing atom: 0-based index or element symbol (default: the one Ti-Zn metal)")
+    p.add_argument("--format", dest="spectrum_format", help="spectrum file format (default: detect)")
+    p.add_argument("--window", type=float, default=5.0, help="search energy shifts within +-this many eV (default 5)")
+    p.add_argument("--out", default="ranking.tsv", help="ranking table (default ranking.tsv)")
+    p.add_argument("--plot", action="store_true", help="also draw OUT.png: the spectrum and the top three candidates, shifted, with bands")
+    p.set_defaults(func=cmd_match, spectrum="xanes", skip_bad=False)
+
+    p = sub.add_parser("invert", parents=[common], help="first coordination shell of the absorber from spectra")
+    p.add_argument("spectra", nargs="+", help="spectrum files (any format xanesnet reads)")
+    p.add_argument("--element", help="absorber element: selects the shipped inverse model (or pass --model)")
+    p.add_argument("--model", help="inverse model directory (from 'xanesnet train --inverse')")
+    p.add_argument("--format", dest="spectrum_format", help="spectrum file format (default: detect)")
+    p.add_argument("--out", default="results.tsv", help="results table (default results.tsv)")
+    p.set_defaults(func=cmd_invert)
 
     p = sub.add_parser("simulate", parents=[common], help="reference XANES/XES from geometry with FEFF10 (resumable HDF5)")
     p.add_argument("paths", nargs="+", help="structure files or directories of .xyz files")
@@ -234,6 +256,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.grid:
             spectra["grid"] = args.grid
         config.spectra = ProcessSettings.from_dict(spectra).to_dict()
+    if args.inverse:
+        return _train_inverse(args, config)
     if args.features:
         data = load_feature_file(args.features)
         config.descriptor = {}
@@ -261,6 +285,25 @@ def cmd_train(args: argparse.Namespace) -> int:
         m = saved["holdout_metrics"]
         print(f"held-out ({m['n']}): MSE {m['mse']:.3g}, RSE {m['rse']:.3g}, "
               f"main peak {m['peak_position_error_ev_mean']:.2f} eV / {m['peak_intensity_error_pct_mean']:.1f}% (mean)")
+    return 0
+
+
+def _train_inverse(args: argparse.Namespace, config) -> int:
+    """``train --inverse``: the spectrum -> first-shell model (model and training settings from the config and flags)."""
+    from xanesnet.inverse import InverseInput, build_inverse_set, train_inverse
+
+    if not (args.xyz and args.spectra):
+        raise XanesnetError("--inverse needs --xyz DIR and --spectra DIR")
+    if not args.config and args.model_kind is None:
+        config.model = {"kind": "mlp", "hidden": [512, 512], "activation": "silu", "dropout": 0.1}
+    inputs = InverseInput()
+    data = build_inverse_set(args.xyz, args.spectra, inputs, absorber=args.absorber, spectrum_format=args.spectrum_format,
+                             skip_bad=args.skip_bad, progress=not args.no_progress)
+    _report_skipped(data.skipped)
+    saved = train_inverse(data, inputs, args.out, config=config, holdout=args.holdout, absorber=args.absorber,
+                          progress=not args.no_progress)
+    print(f"trained the inverse model on {saved['n_train']} spectra in {saved['training_seconds']:.1f} s, seed {saved['seed']}; "
+          f"saved to {args.out}")
     return 0
 
 
@@ -406,6 +449,64 @@ def cmd_select(args: argparse.Namespace) -> int:
     n_untrusted = sum(not t for t in pred.trusted)
     print(f"ranked {len(paths)} candidates with {Path(model).name}: {n_untrusted} not trusted; "
           f"wrote {len(order)} picked by '{args.strategy}' to {out}")
+    return 0
+
+
+def cmd_match(args: argparse.Namespace) -> int:
+    """Rank the candidates by how well their predicted spectra, shifted and scaled, explain the measured one."""
+    from xanesnet.io.spectra import read_spectrum
+    from xanesnet.match import rank_candidates
+    from xanesnet.pipeline import write_text
+    from xanesnet.predict import Predictor
+    from xanesnet.spectra import edge_energy
+
+    measured = read_spectrum(args.measured, fmt=args.spectrum_format)
+    groups = _model_groups(args)
+    if len(groups) > 1:
+        raise XanesnetError("the candidates have absorbers of different elements (models " + ", ".join(
+            sorted(Path(m).name for m in groups)) + "); pass --model or candidates of one element")
+    (model, files), = groups.items()
+    pred, _ = Predictor.from_bundle(model).predict_files(files, absorber=args.absorber, progress=not args.no_progress and len(files) > 50)
+    energy = pred.energy + (edge_energy(measured) if pred.relative else 0.0)  # a relative-grid model sits at the measured E0
+    ranking = rank_candidates(measured, energy, pred.mean, pred.std, pred.ids, trusted=pred.trusted, window=args.window)
+    out = write_text(args.out, ranking.table())
+    if args.plot:
+        from xanesnet.analysis.plots import plot_match
+
+        plot_match(measured, energy, pred, ranking, Path(out).with_suffix(".png"))
+    best = ranking.order[0]
+    print(f"ranked {len(files)} candidates with {Path(model).name}: best {ranking.names[best]} "
+          f"(weight {ranking.weight[best]:.2f}, shift {ranking.shift_ev[best]:+.2f} eV); wrote {out}")
+    return 0
+
+
+def cmd_invert(args: argparse.Namespace) -> int:
+    """First shell of each spectrum with the inverse model of the element."""
+    from xanesnet.inverse import InversePredictor, format_shells
+    from xanesnet.io.spectra import read_spectrum
+    from xanesnet.pipeline import write_text
+
+    if args.model:
+        model = Path(args.model)
+    elif args.element:
+        model = MODELS_DIR / f"{args.element.lower()}-k-xanes-inverse"
+        if not model.is_dir():
+            raise XanesnetError(f"no shipped inverse model for {args.element} (none in {MODELS_DIR}); pass --model DIR")
+    else:
+        raise XanesnetError("give --element (the absorber) or --model DIR")
+    predictor = InversePredictor.from_bundle(model)
+    trained_on = predictor.config.get("element")
+    if args.element and trained_on and args.element.capitalize() != trained_on:
+        raise XanesnetError(f"the model was trained on {trained_on}, not {args.element.capitalize()}", path=model)
+    shells = predictor.predict([read_spectrum(p, fmt=args.spectrum_format) for p in args.spectra])
+    out = write_text(args.out, format_shells(shells))
+    for k in (k for k in range(len(shells.ids)) if not shells.trusted[k]):
+        print(f"warning: {shells.ids[k]}: NOT trusted: the spectrum lies {shells.extrapolation[k]:.3g} training standard "
+              "deviations beyond anything the inverse model was trained on", file=sys.stderr)
+    if len(shells.ids) == 1:
+        print(f"{shells.ids[0]}: CN {shells.cn[0]} (p = {shells.cn_prob[0]:.2f}), r1 {shells.r1[0]:.3f} +- "
+              f"{shells.r1_std[0]:.3f} A; model {model.name}")
+    print(f"wrote {len(shells.ids)} result(s) to {out}")
     return 0
 
 

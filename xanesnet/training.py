@@ -10,7 +10,7 @@ import copy
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -103,22 +103,28 @@ def train(x: np.ndarray, y: np.ndarray, config: Config, *, progress: bool = True
 
 
 def _fit_one(net: nn.Module, x_tr: torch.Tensor, y_tr: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
-             settings: TrainingSettings, *, seed: int, progress: bool) -> dict[str, Any]:
-    """Adam on the MSE in transformed space, early stopping on the validation loss."""
+             settings: TrainingSettings, *, seed: int, progress: bool, loss_fn: Callable | None = None,
+             augment: Callable | None = None) -> dict[str, Any]:
+    """Adam on ``loss_fn(prediction, target)`` (default: the MSE in transformed space), early stopping on the validation loss.
+
+    ``augment(x_batch, generator)``, if given, turns each training batch into the network's input (e.g. random
+    energy shifts and noise); the validation inputs are used as given.
+    """
     from tqdm.auto import tqdm
 
     opt = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     # halve the step when the validation loss stalls; stop after `patience` epochs without progress
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(1, settings.patience // 4))
     gen = torch.Generator().manual_seed(seed)
-    loss_fn = nn.MSELoss()
+    loss_fn = loss_fn or nn.MSELoss()
     best, best_epoch, best_state = float("inf"), -1, None
     bar = tqdm(range(settings.epochs), desc="epochs", unit="ep", disable=not progress, leave=False)
     for epoch in bar:
         net.train()
         for batch in torch.randperm(len(x_tr), generator=gen).split(settings.batch_size):
             opt.zero_grad()
-            loss = loss_fn(net(x_tr[batch]), y_tr[batch])
+            xb = x_tr[batch] if augment is None else augment(x_tr[batch], gen)
+            loss = loss_fn(net(xb), y_tr[batch])
             loss.backward()
             opt.step()
         net.eval()

@@ -278,3 +278,30 @@ def plot_evaluation(energy: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, 
                     formats: Sequence[str] = ("png", "svg")) -> list[Path]:
     """Save :func:`evaluation_figure` as ``path.png`` and ``path.svg``."""
     return save_figure(evaluation_figure(energy, y_true, y_pred, ids, std=std, label=label), path, formats=formats)
+
+
+# --- matching --------------------------------------------------------------------------------------------------------
+def match_figure(measured, energy: np.ndarray, mean: np.ndarray, std: np.ndarray, ranking, *, top: int = 3) -> "Figure":
+    """The measured spectrum and the ``top`` best candidates, each shifted and scaled as fitted, with its ± 2σ band."""
+    fig = _figure(figsize=(6.4, 4.0), layout="constrained")
+    ax = fig.subplots()
+    ax.plot(measured.energy, measured.intensity, color="k", lw=1.6, label=f"measured: {measured.name}")
+    for j, k in enumerate(ranking.order[:top]):
+        e, s = energy + ranking.shift_ev[k], ranking.scale[k]
+        colour = f"C{j}"
+        ax.fill_between(e, s * (mean[k] - 2 * std[k]), s * (mean[k] + 2 * std[k]), color=colour, alpha=0.2, lw=0)
+        ax.plot(e, s * mean[k], color=colour, lw=1.2,
+                label=f"{j + 1}. {ranking.names[k]} (weight {ranking.weight[k]:.2f}, {ranking.shift_ev[k]:+.2f} eV)")
+    ax.set_xlabel("Energy (eV)")
+    ax.set_ylabel("Intensity")
+    lo = max(float(measured.energy[0]), float(energy[0]) - 5)
+    hi = min(float(measured.energy[-1]), float(energy[-1]) + 5)
+    ax.set_xlim(lo, hi)
+    ax.set_title("best candidates, shifted and scaled (bands ± 2σ)", fontsize=10)
+    ax.legend(frameon=False, fontsize=7)
+    return fig
+
+
+def plot_match(measured, energy: np.ndarray, prediction: "Prediction", ranking, path: str | os.PathLike) -> list[Path]:
+    """Save :func:`match_figure` as ``path`` (png)."""
+    return save_figure(match_figure(measured, energy, prediction.mean, prediction.std, ranking), path, formats=("png",))
