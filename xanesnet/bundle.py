@@ -5,7 +5,12 @@ settings, scaler statistics, target transform, energy grid, feature names,
 versions, seed, training-data hash, calibration); ``weights.pt`` holds one
 state dict per ensemble member and is loaded with ``weights_only=True``. Its
 SHA-256 is recorded in the config, so a corrupted or swapped file is refused.
-Directories are written under a temporary name and renamed into place.
+Weights may be stored as float16 (``weights_dtype``; half the size): they are
+widened to float32 on loading. Only float32 tensors are narrowed (float64
+buffers such as a Gaussian process's stay as they are); whether the rounding
+is harmless is checked by the caller (see
+:func:`xanesnet.pipeline.float16_change`). Directories are written under a
+temporary name and renamed into place.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "weights.pt"
+WEIGHT_DTYPES = ("float32", "float16")
 
 
 @dataclass
@@ -64,18 +70,25 @@ class Bundle:
         return transform_from_state(self.config["y_transform"])
 
 
-def save_bundle(path: str | os.PathLike, config: dict[str, Any], members: list) -> Path:
-    """Write a model directory atomically; an existing directory is replaced only once the new one is complete."""
+def save_bundle(path: str | os.PathLike, config: dict[str, Any], members: list, *, weights_dtype: str = "float32") -> Path:
+    """Write a model directory atomically; an existing directory is replaced only once the new one is complete.
+
+    ``weights_dtype="float16"`` stores the float32 weights in half precision.
+    """
     import torch
+
+    if weights_dtype not in WEIGHT_DTYPES:
+        raise XanesnetError(f"weights_dtype must be one of {', '.join(WEIGHT_DTYPES)}, got {weights_dtype!r}")
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; a model directory is an ordinary one
     try:
-        torch.save({"members": [m.state_dict() for m in members]}, tmp / WEIGHTS_FILE)
+        torch.save({"members": [_stored(m.state_dict(), weights_dtype) for m in members]}, tmp / WEIGHTS_FILE)
         config = {
             **config,
+            "weights_dtype": weights_dtype,
             "format_version": FORMAT_VERSION,
             "versions": {"xanesnet": __version__, "torch": torch.__version__, "numpy": np.__version__,
                          "python": platform.python_version()},
@@ -149,7 +162,7 @@ def build_members(path: Path, config: dict[str, Any], state: dict[str, Any], *, 
         for sd in state["members"]:
             with torch.device("meta"):  # no initialisation work: the weights are assigned from the file
                 net = build_model(config["model"], n_in=n_in, n_out=n_out)
-            net.load_state_dict(sd, assign=True)
+            net.load_state_dict({k: v.float() if v.dtype == torch.float16 else v for k, v in sd.items()}, assign=True)
             net.eval()
             members.append(net)
     except (RuntimeError, KeyError, TypeError, ValueError) as exc:
@@ -157,6 +170,14 @@ def build_members(path: Path, config: dict[str, Any], state: dict[str, Any], *, 
     if not members:
         raise XanesnetError("corrupted model: no networks in weights.pt", path=path)
     return members
+
+
+def _stored(state: dict[str, Any], dtype: str) -> dict[str, Any]:
+    import torch
+
+    if dtype == "float32":
+        return state
+    return {k: v.half() if v.dtype == torch.float32 else v for k, v in state.items()}
 
 
 def _n_outputs(config: dict[str, Any]) -> int:

@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", help="common energy grid: absolute:EMIN:EMAX:N or relative:EMIN:EMAX:N (relative to the edge E0)")
     p.add_argument("--out", required=True, help="model directory to write")
     p.add_argument("--config", help="JSON config (sections descriptor, model, training, spectra, seed)")
+    p.add_argument("--init-from", metavar="MODEL_DIR",
+                   help="start from this model's weights (fine-tuning; its descriptor, model and target transform "
+                        "unless --config gives them, and they must match); member i starts from its member i mod n")
     p.add_argument("--preset", help="descriptor preset (default: 'default'; 'xanesnet', 'xanesnet-2021' reproduce the published tools)")
     p.add_argument("--model", dest="model_kind", choices=["mlp", "gpr"],
                    help="model kind: mlp (default) or gpr, the Gaussian-process baseline (one member unless --ensemble)")
@@ -93,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", action="store_true", help="bootstrap-resample each member's training set")
     p.add_argument("--epochs", type=int, help="maximum epochs")
     p.add_argument("--holdout", type=float, default=0.0, help="hold out this share by name hash and report metrics on it")
+    p.add_argument("--float16", action="store_true",
+                   help="store the weights as float16 (half the size) if that moves no validation prediction by 1e-3 of its RMS")
     p.add_argument("--absorber", help="absorbing atom: 0-based index or element symbol")
     p.add_argument("--format", dest="spectrum_format", help="spectrum file format (default: detect)")
     p.add_argument("--cache", help="feature cache file (default: $XANESNET_CACHE or ~/.cache/xanesnet/features.h5)")
@@ -233,6 +238,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     from xanesnet.pipeline import build_training_set, load_feature_file, train_model
 
     config = load_config(args.config) if args.config else Config()
+    init = None
+    if args.init_from:
+        from xanesnet.warmstart import WarmStart
+
+        init = WarmStart.load(args.init_from)
+        if not args.config:
+            init.adopt(config)
     if args.preset:
         config.descriptor = preset(args.preset).to_dict()
     if args.seed is not None:
@@ -259,8 +271,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.inverse:
         return _train_inverse(args, config)
     if args.features:
-        data = load_feature_file(args.features)
         config.descriptor = {}
+    if init is not None:
+        init.check(config)  # before any data is read
+    if args.features:
+        data = load_feature_file(args.features)
     elif args.dataset:
         from xanesnet.pipeline import build_training_set_from_simulations
 
@@ -278,7 +293,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if data.pairing and (data.pairing.structures_only or data.pairing.spectra_only):
             print(data.pairing.report(), file=sys.stderr)
         _report_skipped(data.skipped)
-    saved = train_model(data, config, args.out, holdout=args.holdout, absorber=args.absorber, progress=not args.no_progress)
+    saved = train_model(data, config, args.out, holdout=args.holdout, absorber=args.absorber, init=init,
+                        weights_dtype="float16" if args.float16 else "float32", progress=not args.no_progress)
     print(f"trained on {saved['n_train']} spectra ({len(data.energy)} points) in {saved['training_seconds']:.1f} s, "
           f"seed {saved['seed']}; saved to {args.out}")
     if "holdout_metrics" in saved:

@@ -124,11 +124,16 @@ def load_feature_file(path: str | os.PathLike) -> TrainingSet:
 
 def train_model(data: TrainingSet, config: Config, out: str | os.PathLike, *, holdout: float = 0.0,
                 absorber: int | str | None = None, metadata: dict[str, Any] | None = None,
-                progress: bool = True) -> dict[str, Any]:
+                init=None, weights_dtype: str = "float32", progress: bool = True) -> dict[str, Any]:
     """Fit a model on ``data`` (less a held-out share, if asked) and save it to ``out``.
 
-    Returns the saved config (with held-out metrics under ``holdout_metrics``
-    when ``holdout`` > 0).
+    ``init`` (a :class:`~xanesnet.warmstart.WarmStart`) starts the networks
+    from a saved model's weights. ``weights_dtype="float16"`` stores the
+    weights in half precision if that moves no prediction of the validation
+    split by :data:`FLOAT16_TOLERANCE` of its RMS or more (else float32, with
+    a warning); calibration and held-out metrics are then those of the
+    rounded weights. Returns the saved config (with held-out metrics under
+    ``holdout_metrics`` when ``holdout`` > 0).
     """
     from xanesnet.bundle import save_bundle
     from xanesnet.training import train
@@ -136,7 +141,10 @@ def train_model(data: TrainingSet, config: Config, out: str | os.PathLike, *, ho
     ids, x, y = data.ids, data.x, data.y
     test = heldout_mask(ids, holdout) if holdout > 0 else np.zeros(len(ids), bool)
     fit_ids = [i for i, t in zip(ids, test) if not t]
-    trained = train(x[~test], y[~test], config, progress=progress)
+    if init is not None:
+        init.check(config)
+        init.check_data(x.shape[1], y.shape[1])
+    trained = train(x[~test], y[~test], config, init=None if init is None else init.members, progress=progress)
     descriptor_settings = config.descriptor
     feature_names = (descriptor_from_dict(descriptor_settings).feature_names if descriptor_settings
                      else [f"x{i}" for i in range(x.shape[1])])
@@ -149,15 +157,66 @@ def train_model(data: TrainingSet, config: Config, out: str | os.PathLike, *, ho
         "training_data_sha256": data_hash(fit_ids, x[~test], y[~test]),
         "training_seconds": round(trained.seconds, 2),
         "history": trained.history,
+        **({} if init is None else {"init_from": init.provenance(config.training.ensemble)}),
         **(metadata or {}),
     }
+    if weights_dtype == "float16":
+        weights_dtype = _narrow_if_harmless(trained, x[~test][trained.val_index], saved)
     predictor = calibrated_predictor(trained, x[~test], y[~test], saved)
     if test.any():
         saved["holdout"] = {"fraction": holdout, "rule": "sha256(name) mod 1000 < 1000*fraction",
                             "ids": [i for i, t in zip(ids, test) if t]}
         saved["holdout_metrics"] = score_predictions(predictor.predict_features(x[test]), y[test])
-    save_bundle(out, saved, trained.members)
+    saved["weights_dtype"] = weights_dtype
+    save_bundle(out, saved, trained.members, weights_dtype=weights_dtype)
     return saved
+
+
+#: float16 weights are kept only where no predicted spectrum moves by this share of its RMS or more.
+FLOAT16_TOLERANCE = 1e-3
+
+
+def float16_change(config: dict[str, Any], members: list, x: np.ndarray) -> float:
+    """How far rounding the weights to float16 moves the predictions of ``x``.
+
+    The largest ``max |change| / RMS`` over every member's (and dropout
+    draw's) predicted spectrum, the RMS being that of the float32 prediction.
+    ``config`` is a model config (scalers, target transform, grid).
+    """
+    from xanesnet.bundle import Bundle
+    from xanesnet.predict import Predictor
+
+    full = Predictor(Bundle(path=None, config=config, members=members)).predict_features(x, calibrate=False).samples
+    half = Predictor(Bundle(path=None, config=config, members=[half_rounded(m) for m in members])).predict_features(
+        x, calibrate=False).samples
+    rms = np.sqrt(np.mean(full**2, axis=-1))
+    return float(np.max(np.abs(half - full).max(axis=-1) / np.where(rms > 0, rms, 1.0)))
+
+
+def half_rounded(net):
+    """A copy of ``net`` whose float32 parameters and buffers are rounded to float16 precision (kept as float32)."""
+    import copy
+
+    import torch
+
+    net = copy.deepcopy(net)
+    with torch.no_grad():
+        for t in [*net.parameters(), *net.buffers()]:
+            if t.dtype == torch.float32:
+                t.copy_(t.half().float())
+    return net
+
+
+def _narrow_if_harmless(trained, x_val: np.ndarray, saved: dict[str, Any]) -> str:
+    """Round the trained members to float16 if :func:`float16_change` on ``x_val`` is below the tolerance."""
+    change = float16_change(saved, trained.members, x_val)
+    saved["float16_check"] = {"max_change_over_rms": change, "tolerance": FLOAT16_TOLERANCE, "n_spectra": int(len(x_val))}
+    if change >= FLOAT16_TOLERANCE:
+        logger.warning("float16 weights would move a validation prediction by %.2g of its RMS (limit %g): kept float32",
+                       change, FLOAT16_TOLERANCE)
+        return "float32"
+    trained.members[:] = [half_rounded(m) for m in trained.members]
+    return "float16"
 
 
 def calibrated_predictor(trained, x: np.ndarray, y: np.ndarray, config: dict[str, Any]):

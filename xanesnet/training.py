@@ -10,7 +10,7 @@ import copy
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -57,11 +57,14 @@ def split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
-def train(x: np.ndarray, y: np.ndarray, config: Config, *, progress: bool = True) -> TrainedModel:
+def train(x: np.ndarray, y: np.ndarray, config: Config, *, init: Sequence[dict[str, Any]] | None = None,
+          progress: bool = True) -> TrainedModel:
     """Fit ``config.training.ensemble`` networks mapping ``x`` (n, features) to ``y`` (n, points).
 
     The scalers are fitted on the training part only; the validation part
     (``val_fraction``) drives early stopping and is kept for calibration.
+    ``init`` (state dicts, e.g. :attr:`xanesnet.warmstart.WarmStart.members`)
+    starts member ``m`` from ``init[m % len(init)]`` instead of random weights.
     """
     if x.ndim != 2 or y.ndim != 2 or len(x) != len(y):
         raise XanesnetError(f"x and y must be 2-D with the same number of rows, got {x.shape} and {y.shape}")
@@ -89,6 +92,8 @@ def train(x: np.ndarray, y: np.ndarray, config: Config, *, progress: bool = True
             idx = np.sort(np.random.default_rng(member_seed).choice(train_idx, size=len(train_idx), replace=True))
         seed_everything(member_seed)
         net = build_model(config.model, n_in=x.shape[1], n_out=ys.shape[1])
+        if init:
+            net.load_state_dict(init[m % len(init)])
         if hasattr(net, "fit_exact"):  # closed-form models (the Gaussian process)
             log = net.fit_exact(xs[idx], ys[idx], seed=member_seed)
             with torch.no_grad():

@@ -1,0 +1,218 @@
+"""Transfer from FEFF to FDMNES: pretrain on FEFF10 Fe K-edge XANES, fine-tune on the FDMNES Fe set; learning curves.
+
+Pretraining data: every FEFF10 Fe XANES we have (``../shared/data/feff_3d/Fe``,
+``../shared/data/feff_3d_more/Fe`` and the committed ``data/feff_extra/Fe.npz``),
+with the 1 eV Lorentzian of the shipped FEFF models, moved onto the FDMNES
+energy scale by one global shift (the median FDMNES E0 minus the median FEFF E0,
+so the chemical shifts between molecules are kept) and put on the FDMNES grid
+(7097-7172 eV, 226 points; FEFF starts 7108-7109 eV, below that its first value
+is repeated: the flat pre-edge). Complexes whose CSD refcode is also in the
+FDMNES validation split or held-out 10% are left out of pretraining.
+
+Curves: the non-held-out FDMNES spectra are split once (seed 12345) into a
+validation split (``--val-fraction``) that scores every run and a pool; each
+seed draws nested training subsets of ``--sizes`` from the pool. Per size and
+seed, one single MLP (the shipped model's descriptor, architecture and training
+settings, epochs capped at ``--epochs``) is trained from random weights
+("scratch") and one from the FEFF-pretrained weights of the same seed
+("fine-tuned"); both refit the scalers on their own data, so they differ only
+in the starting weights. The fixed held-out 10% is never used here.
+
+Writes ``docs/transfer.json`` after every run (re-running skips finished runs)
+and ``docs/transfer.md``; ``--pretrain-out DIR`` also saves an ensemble of
+``--ensemble`` FEFF-pretrained members (seeds 0..) for ``xanesnet train --init-from``.
+
+    python scripts/transfer_fe.py [--sizes 250 500 1000 2000 0] [--seeds 0 1 2] [--pretrain-out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+from export_feff_extra import EXTRA_DIR, read_feff_extra
+from fe_data import ARCHIVE, ROOT, SHARED, cache_dir, fe_data_dir
+
+from xanesnet.analysis.metrics import evaluate_spectra
+from xanesnet.config import Config
+from xanesnet.data.dataset import heldout_mask
+from xanesnet.descriptors import descriptor_from_dict
+from xanesnet.io.spectra import read_spectrum
+from xanesnet.io.structures import read_structure, resolve_absorber
+from xanesnet.pipeline import TrainingSet, build_training_set
+from xanesnet.spectra import process
+from xanesnet.spectra.edge import edge_energy
+
+#: the broadening of the shipped FEFF XANES models (scripts/train_feff_models.py)
+FEFF_BROADENING = {"kind": "lorentzian", "width": 1.0}
+SPLIT_SEED = 12345
+
+
+def refcode(name: str) -> str:
+    """The CSD refcode of a molecule name (FDMNES names are ``REFCODE_formula``)."""
+    return name.split("_")[0].upper()
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def feff_fe(config: Config, shared: Path = SHARED) -> tuple[list[str], np.ndarray, list]:
+    """Names, descriptor rows and broadened (unshifted) spectra of every FEFF10 Fe XANES."""
+    descriptor = descriptor_from_dict(config.descriptor)
+    items = []
+    for d in (shared / "feff_3d" / "Fe", shared / "feff_3d_more" / "Fe"):
+        for dat in sorted((d / "xanes").glob("*.dat")):
+            xyz = d / "xyz" / f"{dat.stem}.xyz"
+            if xyz.is_file():
+                items.append((dat.stem, read_structure(xyz), None, read_spectrum(dat, fmt="feff")))
+    items += [(s.structure.name, s.structure, s.absorber, s.spectrum) for s in read_feff_extra(EXTRA_DIR / "Fe.npz", "xanes")]
+    names, rows, spectra, seen = [], [], [], set()
+    for name, structure, absorber, spectrum in items:
+        if name in seen:
+            continue
+        seen.add(name)
+        names.append(name)
+        rows.append(descriptor.create(structure, resolve_absorber(structure, absorber)))
+        spectra.append(process(spectrum, {"broadening": FEFF_BROADENING}))
+    return names, np.vstack(rows), spectra
+
+
+def on_fdmnes_grid(spectra: list, energy: np.ndarray, shift: float) -> np.ndarray:
+    """FEFF spectra shifted by ``shift`` eV and interpolated onto the FDMNES grid (constant beyond their ends)."""
+    return np.vstack([np.interp(energy, s.energy + shift, s.intensity) for s in spectra])
+
+
+def single_config(seed: int, epochs: int) -> Config:
+    config = Config(seed=seed)
+    config.training.ensemble = 1
+    config.training.epochs = epochs
+    return config
+
+
+def score(trained, x: np.ndarray, y: np.ndarray, energy: np.ndarray) -> dict:
+    import torch
+
+    net = trained.members[0]
+    with torch.no_grad():
+        z = net(torch.as_tensor(trained.x_scaler.transform(x), dtype=torch.float32)).numpy()
+    pred = trained.y_transform.inverse_transform(z.astype(float))
+    m = evaluate_spectra(energy, y, pred)
+    return {"mse": m["mse"], "peak_ev_median": m["peak_position_error_ev_median"], "peak_ev_mean": m["peak_position_error_ev_mean"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shared", type=Path, default=SHARED, help="the reference data directory (../shared/data)")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[250, 500, 1000, 2000, 0], help="training-set sizes (0: the whole pool)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--epochs", type=int, default=400, help="epoch cap (early stopping usually ends sooner)")
+    ap.add_argument("--val-fraction", type=float, default=0.15, help="share of the non-held-out spectra that scores the runs")
+    ap.add_argument("--pretrain-out", type=Path, help="also save an ensemble pretrained on FEFF here (for --init-from)")
+    ap.add_argument("--ensemble", type=int, default=5, help="members of the --pretrain-out ensemble")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--report", type=Path, default=ROOT / "docs" / "transfer.json")
+    args = ap.parse_args()
+    import torch
+
+    from xanesnet.training import train
+
+    torch.set_num_threads(args.threads)
+    report = json.loads(args.report.read_text()) if args.report.is_file() else {}
+    runs = report.get("runs", [])
+    done = {(r["arm"], r["size"], r["seed"]) for r in runs}
+
+    data_dir = fe_data_dir(args.shared / ARCHIVE.name)
+    base = Config()
+    fd = build_training_set(data_dir / "xyz", data_dir / "xanes_conv", base, cache=cache_dir() / "features.h5")
+    test = heldout_mask(fd.ids)
+    rest = np.flatnonzero(~test)
+    perm = np.random.default_rng(SPLIT_SEED).permutation(rest)
+    n_val = int(round(args.val_fraction * len(rest)))
+    val, pool = np.sort(perm[:n_val]), perm[n_val:]
+    x_val, y_val, energy = fd.x[val], fd.y[val], fd.energy
+
+    names, x_feff, feff_spectra = feff_fe(base, args.shared)
+    excluded = {refcode(fd.ids[i]) for i in np.concatenate([val, np.flatnonzero(test)])}
+    keep = np.array([refcode(n) not in excluded for n in names])
+    feff_e0 = float(np.median([s.e0 for s in feff_spectra]))
+    fd_e0 = float(np.median([edge_energy(_spectrum(energy, y)) for y in fd.y[pool]]))
+    shift = fd_e0 - feff_e0
+    y_feff = on_fdmnes_grid(feff_spectra, energy, shift)
+    x_pre, y_pre = x_feff[keep], y_feff[keep]
+    print(f"FDMNES: {len(fd.ids)} spectra, held-out {int(test.sum())}, validation {len(val)}, pool {len(pool)}; "
+          f"FEFF Fe: {len(names)} spectra, {int((~keep).sum())} left out (refcode in validation/held-out), "
+          f"shift {shift:+.2f} eV (E0 FDMNES {fd_e0:.2f}, FEFF {feff_e0:.2f})", flush=True)
+    report.update({
+        "fdmnes": {"n": len(fd.ids), "heldout": int(test.sum()), "validation": int(len(val)), "pool": int(len(pool)),
+                   "val_fraction": args.val_fraction, "split_seed": SPLIT_SEED, "e0_median": fd_e0},
+        "feff": {"n": len(names), "left_out": int((~keep).sum()), "pretrain": int(keep.sum()), "e0_median": feff_e0,
+                 "shift_ev": shift, "broadening": FEFF_BROADENING},
+        "settings": {"descriptor": "default (the shipped model's)", "model": base.model, "ensemble": 1, "epochs_cap": args.epochs,
+                     "training": {k: v for k, v in single_config(0, args.epochs).training.__dict__.items()}},
+        "mean_spectrum_val_mse": float(np.mean((y_val - fd.y[pool].mean(0)) ** 2)),
+    })
+
+    def save() -> None:
+        report["runs"] = sorted(runs, key=lambda r: (r["size"] or 10**9, r["seed"], r["arm"]))
+        report["commit"] = commit()
+        args.report.write_text(json.dumps(report, indent=1))
+
+    pretrained = {}
+    for seed in args.seeds:
+        t0 = time.perf_counter()
+        p = train(x_pre, y_pre, single_config(seed, args.epochs), progress=False)
+        pretrained[seed] = p.members[0].state_dict()
+        report.setdefault("pretrain", {})[str(seed)] = {**p.history[0], "seconds": time.perf_counter() - t0,
+                                                         "fdmnes_val": score(p, x_val, y_val, energy)}
+        print(f"pretrained seed {seed}: {p.history[0]} in {time.perf_counter() - t0:.0f} s", flush=True)
+    save()
+
+    for size in args.sizes:
+        for seed in args.seeds:
+            order = np.random.default_rng(seed).permutation(pool)
+            sub = np.sort(order[:size] if size else order)
+            for arm in ("scratch", "finetuned"):
+                if (arm, size, seed) in done:
+                    continue
+                t0 = time.perf_counter()
+                init = [pretrained[seed]] if arm == "finetuned" else None
+                trained = train(fd.x[sub], fd.y[sub], single_config(seed, args.epochs), init=init, progress=False)
+                row = {"arm": arm, "size": size, "n_train": int(len(sub)), "seed": seed, **score(trained, x_val, y_val, energy),
+                       "best_epoch": trained.history[0]["best_epoch"], "epochs_run": trained.history[0]["epochs_run"],
+                       "seconds": round(time.perf_counter() - t0, 1)}
+                runs.append(row)
+                save()
+                print(f"{arm:9s} n={len(sub):4d} seed {seed}: val MSE {row['mse']:.3e}, peak median {row['peak_ev_median']:.2f} eV, "
+                      f"epochs {row['epochs_run']}, {row['seconds']:.0f} s", flush=True)
+
+    if args.pretrain_out:
+        from xanesnet.pipeline import train_model
+
+        config = Config(seed=0)
+        config.training.ensemble = args.ensemble
+        config.training.epochs = args.epochs
+        keep_final = np.array([refcode(n) not in {refcode(fd.ids[i]) for i in np.flatnonzero(test)} for n in names])
+        data = TrainingSet(ids=[n for n, k in zip(names, keep_final) if k], x=x_feff[keep_final], y=y_feff[keep_final], energy=energy)
+        train_model(data, config, args.pretrain_out, progress=False,
+                    metadata={"element": "Fe", "edge": "K", "spectrum": "xanes",
+                              "reference": f"FEFF10 Fe K-edge XANES (1 eV Lorentzian), shifted {shift:+.2f} eV onto the FDMNES grid"})
+        print(f"saved the FEFF-pretrained ensemble ({int(keep_final.sum())} spectra) to {args.pretrain_out}")
+
+
+def _spectrum(energy: np.ndarray, y: np.ndarray):
+    from xanesnet.io.spectra import Spectrum
+
+    return Spectrum(energy=energy, intensity=y, name="fdmnes")
+
+
+if __name__ == "__main__":
+    main()
