@@ -1,22 +1,24 @@
 """Train the shipped FEFF models: K-edge XANES and K-beta XES of Ti-Zn, 18 models in models/<el>-k-<spectrum>-feff.
 
-Data, per metal and spectrum:
+Data, per metal and spectrum (``xanesnet.data.feff.load_feff``), merged by name (first one wins):
 
-- ``feff_3d`` (``../shared/data/feff_3d/<Metal>/{xyz,xanes,xes}``, ~86 complexes
-  per metal, FEFF10 ``xmu.dat``), paired by file name;
+- ``feff_3d`` and ``feff_3d_more`` (``../shared/data``, ~86 + 105 complexes per
+  metal, FEFF10 ``xmu.dat``), paired by file name;
 - our own FEFF10 runs on further tmQM complexes (``xanesnet simulate``, same
   cards), from the committed copy ``data/feff_extra/<Metal>.npz`` (see
   ``scripts/export_feff_extra.py``) and, with ``--live``, also the live
-  simulation file; the sets are merged by name (first one wins).
+  simulation file.
 
 Spectra go onto the fixed absolute grids of :data:`GRIDS` (chosen from the
-``--survey`` output: for XANES every spectrum of feff_3d covers its grid, for
-XES the 2nd-98th percentiles of the starts and ends); a spectrum that does not
-cover its grid is skipped and counted with the reason. XANES gets a 1 eV
-Lorentzian on top of FEFF's own core-hole broadening, XES none (see
-docs/feff_models.md). The held-out 10% (SHA-256 of the name) is never
-trained on; the hyperparameters come from scripts/select_feff_models.py
-(cross-validation inside the rest). Writes docs/feff_models.md and .json.
+``--survey`` output; every metal's grid has the same width and number of
+points); a spectrum that does not cover its grid is skipped and counted with
+the reason. XANES gets a 1 eV Lorentzian on top of FEFF's own core-hole
+broadening, XES none, and each XES is scaled to mean intensity 1 on its grid
+(see docs/feff_models.md). The networks predict through a softplus, so no
+intensity is ever negative. The held-out 10% (SHA-256 of the name) is never
+trained on; the hyperparameters come from scripts/select_feff_models.py and
+scripts/compare_feff_models.py (cross-validation inside the rest). Writes
+docs/feff_models.md and .json.
 
     python scripts/train_feff_models.py [--metals Fe Cu] [--spectra xes] [--live] [--survey]
 """
@@ -33,45 +35,39 @@ from pathlib import Path
 
 import numpy as np
 
-from export_feff_extra import EXTRA_DIR, LIVE_H5, read_feff_extra, snapshot
-
 from xanesnet.config import Config, TrainingSettings
-from xanesnet.data.dataset import heldout_mask, list_files, pair_by_stem, stack_spectra
+from xanesnet.data.dataset import heldout_mask, stack_spectra
+from xanesnet.data.feff import EXTRA_DIR, FEFF_SPECTRA, FeffData, live_simulation_file, load_feff
 from xanesnet.descriptors import WACSF, descriptor_from_dict, preset
 from xanesnet.errors import XanesnetError
-from xanesnet.io.spectra import Spectrum, read_spectrum
-from xanesnet.io.structures import FIRST_ROW_TM, find_structure_files, read_structure, resolve_absorber
+from xanesnet.io.spectra import Spectrum
+from xanesnet.io.structures import FIRST_ROW_TM
 from xanesnet.pipeline import TrainingSet, train_model
-from xanesnet.simulate import SimulatedSpectrum
 from xanesnet.spectra import ProcessSettings, check_coverage, parse_grid, processor_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
-FEFF_3D = ROOT.parent / "shared" / "data" / "feff_3d"
-SPECTRA = ("xanes", "xes")
+SPECTRA = FEFF_SPECTRA
+LIVE_H5 = live_simulation_file()
 logger = logging.getLogger("train_feff_models")
 
-#: Common absolute energy grid (eV) per metal and spectrum: XANES 0.5 eV steps over the range every
-#: feff_3d spectrum covers; XES 0.25 eV steps (FEFF's own) over the 2nd-98th percentile of starts and ends.
-GRIDS: dict[tuple[str, str], str] = {  # scripts/train_feff_models.py --survey, with data/feff_extra of 21 Nov
-    ("Ti", "xanes"): "absolute:4961.5:5029:136",
-    ("V", "xanes"): "absolute:5462:5528.5:134",
-    ("Cr", "xanes"): "absolute:5987:6053.5:134",
-    ("Mn", "xanes"): "absolute:6536:6602:133",
-    ("Fe", "xanes"): "absolute:7109.5:7175.5:133",
-    ("Co", "xanes"): "absolute:7705.5:7773.5:137",
-    ("Ni", "xanes"): "absolute:8328:8396.5:138",
-    ("Cu", "xanes"): "absolute:8979:9047.5:138",
-    ("Zn", "xanes"): "absolute:9655:9724:139",
-    ("Ti", "xes"): "absolute:4940:4991:205",
-    ("V", "xes"): "absolute:5439.5:5490.5:205",
-    ("Cr", "xes"): "absolute:5964:6016.5:211",
-    ("Mn", "xes"): "absolute:6513:6564.5:207",
-    ("Fe", "xes"): "absolute:7087.5:7138.5:205",
-    ("Co", "xes"): "absolute:7685.5:7734.5:197",
-    ("Ni", "xes"): "absolute:8308.5:8357.5:197",
-    ("Cu", "xes"): "absolute:8959:9009:201",
-    ("Zn", "xes"): "absolute:9634:9684.5:203",
+#: Start (eV) of each metal's absolute grid: XANES from the range every spectrum of feff_3d covers (0.5 eV steps), XES
+#: from the 2nd-98th percentile of starts and ends (FEFF's own 0.25 eV step); scripts/train_feff_models.py --survey.
+GRID_START: dict[tuple[str, str], float] = {
+    ("Ti", "xanes"): 4961.5, ("V", "xanes"): 5462.0, ("Cr", "xanes"): 5987.0, ("Mn", "xanes"): 6536.0,
+    ("Fe", "xanes"): 7109.5, ("Co", "xanes"): 7705.5, ("Ni", "xanes"): 8328.0, ("Cu", "xanes"): 8979.0,
+    ("Zn", "xanes"): 9655.0,
+    ("Ti", "xes"): 4940.0, ("V", "xes"): 5439.5, ("Cr", "xes"): 5964.0, ("Mn", "xes"): 6513.0, ("Fe", "xes"): 7087.5,
+    ("Co", "xes"): 7685.5, ("Ni", "xes"): 8308.5, ("Cu", "xes"): 8959.0, ("Zn", "xes"): 9634.0,
 }
+#: Every metal's grid has the same width and number of points (the narrowest metal's), so that one network can
+#: predict all nine on one grid relative to each metal's start (the universal model).
+GRID_SHAPE: dict[str, tuple[float, int]] = {"xanes": (66.0, 133), "xes": (49.0, 197)}
+GRIDS: dict[tuple[str, str], str] = {
+    (m, s): f"absolute:{e:g}:{e + GRID_SHAPE[s][0]:g}:{GRID_SHAPE[s][1]}" for (m, s), e in GRID_START.items()}
+#: XES: FEFF's overall intensity varies several-fold between molecules of one metal (Ti 0.7-4.0 at the maximum), which
+#: the structure explains poorly; the models learn the shape, each spectrum scaled to mean intensity 1 on the grid.
+#: XANES: FEFF's mu is already edge-step normalised.
+MEAN_INTENSITY: dict[str, float | None] = {"xanes": None, "xes": 1.0}
 #: Extra broadening on top of FEFF's core-hole lifetime: XANES only, to smooth FEFF's 1-2 eV steps above the edge.
 BROADENING: dict[str, dict | None] = {"xanes": {"kind": "lorentzian", "width": 1.0}, "xes": None}
 #: Chosen by scripts/select_feff_models.py (5-fold cross-validation inside the non-held-out data): the plain
@@ -79,12 +75,14 @@ BROADENING: dict[str, dict | None] = {"xanes": {"kind": "lorentzian", "width": 1
 #: for the odd molecule with a very short contact) and a small MLP with strong dropout.
 DESCRIPTOR = WACSF(r_min=1.0).to_dict()
 MODEL = {"kind": "mlp", "hidden": [64, 64], "activation": "silu", "dropout": 0.3}
-TRAINING = {"ensemble": 5, "batch_size": 16, "lr": 1e-3, "val_fraction": 0.15, "patience": 100, "epochs": 2000}
+#: softplus output: every predicted intensity is positive by construction (xanesnet.transforms.Softplus).
+TRAINING = {"ensemble": 5, "batch_size": 16, "lr": 1e-3, "val_fraction": 0.15, "patience": 100, "epochs": 2000,
+            "target_transform": "softplus"}
 REFERENCE = {
     "xanes": "FEFF10 (feff10-rs 0.2.4) K-edge XANES of tmQM complexes (XANES 4.0, SCF 2.5 0 6, FMS 4.0, RPATH -1), "
              "plus a 1 eV Lorentzian",
     "xes": "FEFF10 (feff10-rs 0.2.4) K-beta (valence-to-core) XES of tmQM complexes (XES -40 15 0.25, SCF 2.5 0 6, "
-           "FMS 4.0, RPATH -1), FEFF omega scale",
+           "FMS 4.0, RPATH -1), FEFF omega scale, each spectrum scaled to mean intensity 1 on the grid (shape only)",
 }
 
 
@@ -99,7 +97,7 @@ class Sources:
 def spectra_settings(metal: str, spectrum: str) -> dict:
     """The ``spectra`` section of the config (every setting spelt out): broadening, grid, linear interpolation."""
     return ProcessSettings.from_dict({"broadening": BROADENING[spectrum], "grid": GRIDS[(metal, spectrum)],
-                                      "method": "linear"}).to_dict()
+                                      "method": "linear", "mean_intensity": MEAN_INTENSITY[spectrum]}).to_dict()
 
 
 def make_config(metal: str, spectrum: str, *, seed: int = 0, descriptor: str | dict = DESCRIPTOR,
@@ -119,87 +117,40 @@ def _coverage_problem(spectrum: Spectrum, grid: str) -> str | None:
     return None
 
 
-def _assemble(items: list[tuple[str, object, int | None, Spectrum]], config: Config, sources: Sources, label: str,
-              grid: str) -> TrainingSet | None:
-    """Featurise ``(name, structure, absorber, raw spectrum)`` items that cover the grid and stack their spectra."""
+def _assemble(items: list[tuple[str, object, int, Spectrum]], config: Config, sources: Sources, grid: str
+              ) -> TrainingSet:
+    """Featurise ``(source, structure, absorber, raw spectrum)`` items that cover the grid and stack their spectra."""
     descriptor = descriptor_from_dict(config.descriptor)
     process = processor_from_dict(config.spectra)
     ids, rows, spectra = [], [], []
-    for name, structure, absorber, spec in items:
+    for label, structure, absorber, spec in items:
         problem = _coverage_problem(spec, grid)
         if problem is None:
             try:
-                rows.append(descriptor.create(structure, resolve_absorber(structure, absorber)))
+                rows.append(descriptor.create(structure, absorber))
             except XanesnetError as exc:
                 problem = exc.message
         if problem is not None:
-            sources.skipped.append((f"{label}:{name}", problem))
+            sources.skipped.append((f"{label}:{structure.name}", problem))
             continue
-        ids.append(name)
+        sources.counts[label] = sources.counts.get(label, 0) + 1
+        ids.append(structure.name)
         spectra.append(spec)
-    sources.counts[label] = len(ids)
     if not ids:
-        return None
+        raise XanesnetError("no training data")
     energy, y = stack_spectra(spectra, process=process)
     return TrainingSet(ids=ids, x=np.vstack(rows), y=y, energy=energy)
 
 
-def feff3d_set(metal: str, spectrum: str, config: Config, sources: Sources, feff_dir: Path = FEFF_3D) -> TrainingSet | None:
-    """feff_3d molecules of one metal (structures and ``xmu.dat`` spectra paired by name)."""
-    d = feff_dir / metal
-    pairing = pair_by_stem(find_structure_files([d / "xyz"]), list_files(d / spectrum, (".dat",)))
-    for p in pairing.structures_only + pairing.spectra_only:
-        sources.skipped.append((f"feff_3d:{p.stem}", "unpaired file " + p.name))
-    items = []
-    for name, xyz, dat in zip(pairing.stems, pairing.structures, pairing.spectra):
-        try:
-            items.append((name, read_structure(xyz), None, read_spectrum(dat, fmt="feff")))
-        except XanesnetError as exc:
-            sources.skipped.append((f"feff_3d:{name}", exc.message))
-    return _assemble(items, config, sources, "feff_3d", GRIDS[(metal, spectrum)])
-
-
-def simulations_set(sims: list[SimulatedSpectrum], metal: str, spectrum: str, config: Config, sources: Sources,
-                    label: str) -> TrainingSet | None:
-    """Our own simulations of one metal (absorber element ``metal``)."""
-    items = [(s.structure.name, s.structure, s.absorber, s.spectrum) for s in sims
-             if s.structure.symbols[s.absorber] == metal]
-    return _assemble(items, config, sources, label, GRIDS[(metal, spectrum)])
-
-
-def merge(*sets: TrainingSet | None) -> TrainingSet:
-    """Concatenate training sets on the same grid; a name already present is dropped (first one wins)."""
-    sets = [s for s in sets if s is not None]
-    if not sets:
-        raise XanesnetError("no training data")
-    energy = sets[0].energy
-    ids, xs, ys, seen = [], [], [], set()
-    for s in sets:
-        if not np.allclose(s.energy, energy):
-            raise XanesnetError("training sets on different energy grids cannot be merged")
-        keep = [k for k, i in enumerate(s.ids) if i not in seen]
-        seen.update(s.ids[k] for k in keep)
-        ids += [s.ids[k] for k in keep]
-        xs.append(s.x[keep])
-        ys.append(s.y[keep])
-    return TrainingSet(ids=ids, x=np.vstack(xs), y=np.vstack(ys), energy=energy)
-
-
-def load_data(metal: str, spectrum: str, config: Config, *, feff_dir: Path = FEFF_3D, extra_dir: Path = EXTRA_DIR,
-              live: Path | None = None) -> tuple[TrainingSet, Sources]:
-    """feff_3d + committed extra simulations (+ the live simulation file), merged by name."""
-    sources = Sources()
-    parts = [feff3d_set(metal, spectrum, config, sources, feff_dir)]
-    committed = extra_dir / f"{metal}.npz"
-    if committed.is_file():
-        parts.append(simulations_set(read_feff_extra(committed, spectrum), metal, spectrum, config, sources, "feff_extra"))
-    if live is not None:
-        sims = list(snapshot(live)[spectrum].values())  # a private copy, with the not yet merged parts
-        parts.append(simulations_set(sims, metal, spectrum, config, sources, "live"))
-    data = merge(*parts)
-    n_dupes = sum(sources.counts.values()) - len(data.ids)
-    if n_dupes:
-        sources.counts["duplicates_dropped"] = n_dupes
+def load_data(metal: str, spectrum: str, config: Config, *, extra_dir: Path | None = EXTRA_DIR,
+              live: Path | None = None, feff: FeffData | None = None) -> tuple[TrainingSet, Sources]:
+    """feff_3d + feff_3d_more + our committed runs (+ the live simulation file), merged by name, on the model grid."""
+    feff = feff or load_feff(metal, spectrum, extra_dir=extra_dir, live=live)
+    sources = Sources(skipped=list(feff.skipped))
+    items = [(label, s.structure, s.absorber, s.spectrum) for label, s in feff.molecules()]
+    data = _assemble(items, config, sources, GRIDS[(metal, spectrum)])
+    if feff.duplicates:
+        sources.counts["duplicates_dropped"] = feff.duplicates
     return data, sources
 
 
@@ -230,13 +181,11 @@ def cross_validate(x: np.ndarray, y: np.ndarray, energy: np.ndarray, config: Con
     return {"mse": sum(mse) / n, "mean_mse": sum(base) / n, "ratio": sum(mse) / sum(base), "peak_ev_mean": sum(peak) / n}
 
 
-def survey(metals: list[str], extra_dir: Path, feff_dir: Path = FEFF_3D) -> None:
+def survey(metals: list[str], extra_dir: Path) -> None:
     """Print, per metal and spectrum, the raw energy ranges and a proposed grid."""
     for spectrum, step in (("xanes", 0.5), ("xes", 0.25)):
         for metal in metals:
-            specs = [read_spectrum(p, fmt="feff") for p in sorted((feff_dir / metal / spectrum).glob("*.dat"))]
-            if (extra_dir / f"{metal}.npz").is_file():
-                specs += [s.spectrum for s in read_feff_extra(extra_dir / f"{metal}.npz", spectrum)]
+            specs = [s.spectrum for _, s in load_feff(metal, spectrum, extra_dir=extra_dir).molecules()]
             start = np.array([s.energy[0] for s in specs])
             stop = np.array([s.energy[-1] for s in specs])
             lo_q, hi_q = (100, 0) if spectrum == "xanes" else (98, 2)

@@ -386,7 +386,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         is_xes = json.loads((Path(model) / "config.json").read_text()).get("spectrum") == "xes"  # no edge in emission
         edge = "" if is_xes else f"edge {edge_energy(pred.energy, pred.mean)[0]:.2f} eV, "
         sites = "" if len(pred.sites[0]) == 1 else f"; average of {len(pred.sites[0])} sites (atoms {', '.join(map(str, pred.sites[0]))})"
-        print(f"{pred.ids[0]}: {edge}main peak {e_peak[0]:.2f} eV (intensity {i_peak[0]:.3f}); model {Path(model).name}{sites}{trust}")
+        peak = (f"main peak {e_peak[0]:.2f} eV (intensity {i_peak[0]:.3f})" if math.isfinite(e_peak[0])
+                else "no peak inside the grid")
+        print(f"{pred.ids[0]}: {edge}{peak}; model {Path(model).name}{sites}{trust}")
     print(f"wrote {n_written} spectra to {args.out}")
     return 0
 

@@ -37,8 +37,10 @@ class TrainingSettings:
     bootstrap
         Resample each member's training set with replacement.
     target_transform
-        ``standardize`` (per energy point), ``none``, or ``pca:K`` (K principal
-        components of the standardised spectra).
+        ``standardize`` (per energy point), ``none``, ``pca:K`` (K principal
+        components of the standardised spectra), or ``softplus[:WIDTH]``
+        (predicted intensities positive by construction; see
+        :class:`xanesnet.transforms.Softplus`).
     calibration
         How sigma is calibrated on the validation split: ``scalar`` or
         ``energy`` (a smooth factor per energy point).

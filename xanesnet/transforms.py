@@ -112,15 +112,77 @@ class PCA:
         return obj
 
 
+class Softplus:
+    """A positive parametrisation: every predicted intensity is ``softplus`` of what the network gives, so it is > 0.
+
+    ``transform`` standardises ``u = softplus_w^-1(y)`` per point, with
+    ``softplus_w(u) = w log(1 + exp(u / w))`` and ``w = width * max |y|`` of the
+    fitted spectra. Above a few ``w`` (a few per cent of the largest
+    intensity) ``u`` equals ``y`` to within ``w e^(-y/w)``, so the network is fitted
+    to the spectrum itself there; only near zero does ``u`` turn logarithmic.
+    Intensities below ``1e-3 w`` (FEFF's tiny negative wiggles included) are
+    raised to ``1e-3 w`` first, so ``u`` stays above ``-6.9 w``. The inverse,
+    ``softplus_w`` of the de-standardised output, is positive for any network
+    output, hence so are every ensemble member's spectrum and their mean; the
+    error bar is still calibrated afterwards on those inverted spectra.
+    """
+
+    kind = "softplus"
+    FLOOR = 1e-3
+
+    def __init__(self, width: float = 0.01) -> None:
+        if not 0.0 < width < 1.0:
+            raise XanesnetError(f"softplus width must be in (0, 1) (a fraction of the largest intensity), got {width}")
+        self.width = width
+        self.w_: float | None = None
+        self.scaler_ = Standardizer()
+
+    def fit(self, v: np.ndarray) -> "Softplus":
+        self.w_ = self.width * max(float(np.abs(v).max(initial=0.0)), 1e-12)
+        self.scaler_.fit(self._inverse_softplus(v))
+        return self
+
+    def _inverse_softplus(self, y: np.ndarray) -> np.ndarray:
+        y = np.maximum(y, self.FLOOR * self.w_)
+        return y + self.w_ * np.log(-np.expm1(-y / self.w_))
+
+    def transform(self, v: np.ndarray) -> np.ndarray:
+        return self.scaler_.transform(self._inverse_softplus(v))
+
+    def inverse_transform(self, z: np.ndarray) -> np.ndarray:
+        return self.w_ * np.logaddexp(0.0, self.scaler_.inverse_transform(z) / self.w_)
+
+    def inverse_variance(self, var: np.ndarray) -> np.ndarray:
+        """An upper bound: softplus has slope below 1, so it only shrinks errors."""
+        return self.scaler_.inverse_variance(var)
+
+    def state(self) -> dict[str, Any]:
+        return {"kind": self.kind, "width": self.width, "w": self.w_, "scaler": self.scaler_.state()}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> "Softplus":
+        obj = cls(float(state["width"]))
+        obj.w_ = float(state["w"])
+        obj.scaler_ = Standardizer.from_state(state["scaler"])
+        return obj
+
+
 #: Target transform kind -> class.
-TARGET_TRANSFORMS: dict[str, type] = {Standardizer.kind: Standardizer, Identity.kind: Identity, PCA.kind: PCA}
+TARGET_TRANSFORMS: dict[str, type] = {Standardizer.kind: Standardizer, Identity.kind: Identity, PCA.kind: PCA,
+                                      Softplus.kind: Softplus}
 
 
 def target_transform(spec: str):
-    """A fresh transform from a spec: ``standardize``, ``none`` or ``pca:K``."""
+    """A fresh transform from a spec: ``standardize``, ``none``, ``pca:K`` or ``softplus[:WIDTH]``."""
     kind, _, arg = spec.partition(":")
     if kind not in TARGET_TRANSFORMS:
-        raise XanesnetError(f"unknown target transform {spec!r}; known: standardize, none, pca:K")
+        raise XanesnetError(f"unknown target transform {spec!r}; known: standardize, none, pca:K, softplus[:WIDTH]")
+    if kind == Softplus.kind:
+        try:
+            return Softplus(float(arg)) if arg else Softplus()
+        except ValueError:
+            raise XanesnetError(f"softplus takes a width as a fraction of the largest intensity, e.g. softplus:0.01, "
+                                f"got {spec!r}") from None
     if kind == PCA.kind:
         try:
             return PCA(int(arg or 30))

@@ -132,7 +132,7 @@ def default_windows(energy: np.ndarray, spectra: np.ndarray) -> list[Window]:
     from xanesnet.analysis.metrics import main_peak
 
     energy = np.asarray(energy, float)
-    split = float(np.mean(main_peak(energy, np.atleast_2d(spectra))[0]))
+    split = float(np.nanmean(main_peak(energy, np.atleast_2d(spectra))[0]))
     split = round(split, 2)
     return check_windows([Window("edge", float(energy[0]), split), Window("post-edge", split, float(energy[-1]))], energy)
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from xanesnet.descriptors.base import Descriptor
+from xanesnet.descriptors.element import AbsorberElement
 from xanesnet.descriptors.wacsf import PRESETS, WACSF
 from xanesnet.errors import XanesnetError
 
 #: Descriptor kind -> class. Register a new descriptor here and nowhere else.
-DESCRIPTORS: dict[str, type[Descriptor]] = {WACSF.kind: WACSF}
+DESCRIPTORS: dict[str, type[Descriptor]] = {WACSF.kind: WACSF, AbsorberElement.kind: AbsorberElement}
 
 
 def descriptor_from_dict(settings: dict[str, Any]) -> Descriptor:
@@ -27,4 +28,4 @@ def preset(name: str) -> Descriptor:
     return PRESETS[name]
 
 
-__all__ = ["DESCRIPTORS", "Descriptor", "WACSF", "PRESETS", "descriptor_from_dict", "preset"]
+__all__ = ["DESCRIPTORS", "AbsorberElement", "Descriptor", "WACSF", "PRESETS", "descriptor_from_dict", "preset"]

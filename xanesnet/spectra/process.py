@@ -8,7 +8,8 @@ JSON form of :class:`ProcessSettings` (every key optional; defaults below)::
      "normalisation": {"pre_edge": [-30, -10], "pre_order": 0, "post_edge": [10, 50], "post_order": 0} | null,
      "grid": "relative:-15:60:226" | {"kind": ..., "start": ..., "stop": ..., "n": ...} | null,
      "method": "linear",
-     "step": 0.2}
+     "step": 0.2,
+     "mean_intensity": null}
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from xanesnet.errors import XanesnetError
 from xanesnet.io.spectra import Spectrum, validated
 from xanesnet.spectra._settings import Settings, choice, number, set_fields
 from xanesnet.spectra.broadening import BroadeningSettings, broaden, broadening_from_json
@@ -57,6 +59,11 @@ class ProcessSettings(Settings):
     step
         Spacing (eV) of the uniform working grid a broadened spectrum is
         evaluated on to find E0 and fit the normalisation.
+    mean_intensity
+        Last, scale the spectrum on the grid so that its mean intensity there
+        is this value (the area over the grid divided by its width): the
+        shape without the overall scale. ``None`` keeps the scale. Needs a
+        grid.
     """
 
     section = "spectra"
@@ -68,11 +75,13 @@ class ProcessSettings(Settings):
     grid: EnergyGrid | None = None
     method: str = "linear"
     step: float = 0.2
+    mean_intensity: float | None = None
 
     def __post_init__(self) -> None:
         s = self.section
         choice(s, "method", self.method, RESAMPLE_METHODS)
         set_fields(self, shift=number(s, "shift", self.shift), step=number(s, "step", self.step, positive=True),
+                   mean_intensity=number(s, "mean_intensity", self.mean_intensity, positive=True, optional=True),
                    broadening=broadening_from_json(self.broadening),
                    edge=EdgeSettings.from_dict(self.edge) if self.edge is not None else EdgeSettings(),
                    normalisation=None if self.normalisation is None else NormalisationSettings.from_dict(self.normalisation),
@@ -102,6 +111,8 @@ def process(spectrum: Spectrum, settings: ProcessSettings | Mapping[str, Any] | 
     them.
     """
     settings = ProcessSettings.from_dict(settings or {})
+    if settings.mean_intensity is not None and settings.grid is None:
+        raise XanesnetError("spectra: mean_intensity needs a grid (the mean is taken over it)")
     raw = validated(spectrum)
     grid, shift = settings.grid, settings.shift
     fixed = grid is not None and not grid.relative  # target energies known before E0
@@ -133,7 +144,18 @@ def process(spectrum: Spectrum, settings: ProcessSettings | Mapping[str, Any] | 
     if step_fit is not None:
         out = dataclasses.replace(out, intensity=step_fit.apply(energy, values),
                                   meta={**out.meta, "edge_step": step_fit.step})
+    if settings.mean_intensity is not None:
+        out = _scaled_to_mean(out, settings.mean_intensity)
     return out
+
+
+def _scaled_to_mean(spectrum: Spectrum, target: float) -> Spectrum:
+    """``spectrum`` times the factor that makes its mean intensity ``target``; the factor is kept in ``meta["scale"]``."""
+    mean = float(np.mean(spectrum.intensity))
+    if not mean > 0:
+        raise XanesnetError(f"cannot scale to a mean intensity: the mean on the grid is {mean:.3g}", path=spectrum.source)
+    factor = target / mean
+    return dataclasses.replace(spectrum, intensity=spectrum.intensity * factor, meta={**spectrum.meta, "scale": factor})
 
 
 def _shifted(spectrum: Spectrum, shift: float) -> Spectrum:

@@ -1,0 +1,108 @@
+"""The FEFF data source: reading the shared sets and our exported runs, and an export that merges instead of overwriting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import shared_data
+
+from xanesnet.data.feff import EXTRA_DIR, FEFF_SPECTRA, export, load_feff, read_feff_dir, read_feff_extra, write_feff_extra
+from xanesnet.errors import XanesnetError
+from xanesnet.io.structures import FIRST_ROW_TM, Structure
+from xanesnet.simulate.feff import XMU_COLUMNS, MoleculeResult
+from xanesnet.simulate.store import SimulatedSpectrum, ensure_store, header_for, read_simulations, write_part
+
+
+def fake_table(e_fermi: float, scale: float, n: int = 40) -> np.ndarray:
+    """An ``xmu.dat`` table (omega, e, k, mu, mu0, chi) on FEFF's absolute scale around ``e_fermi``."""
+    e = np.linspace(-10.0, 30.0, n)
+    mu = scale * (1 + np.tanh(e / 3)) / 2
+    return np.column_stack([e + e_fermi, e, np.sqrt(np.abs(e)), mu, mu, np.zeros(n)])
+
+
+def zncl4(name: str, r: float = 2.25) -> Structure:
+    d = r / np.sqrt(3)
+    pos = np.array([[0, 0, 0], [d, d, d], [-d, -d, d], [-d, d, -d], [d, -d, -d]], float)
+    return Structure(name=name, numbers=np.array([30, 17, 17, 17, 17]), positions=pos, charge=-2.0, spin=None)
+
+
+def simulation_file(path: Path, molecules: dict[str, float], *, merged: bool) -> Path:
+    """A simulation file like ``xanesnet simulate --spectrum both`` writes: molecule name -> mu scale."""
+    ensure_store(path, header_for("both", None, {"fake": True}))
+    for name, scale in molecules.items():
+        result = MoleculeResult(name=name, absorber=0, spectra={s: fake_table(9660.0, scale) for s in FEFF_SPECTRA},
+                                cards={s: ["XANES 4.0"] for s in FEFF_SPECTRA}, feff_version="test")
+        write_part(path, result, zncl4(name), source=f"{name}.xyz")
+    if merged:
+        from xanesnet.simulate.store import merge_parts
+
+        merge_parts(path)
+    return path
+
+
+def test_export_adds_new_molecules_and_keeps_the_committed_ones(tmp_path):
+    out = tmp_path / "extra"
+    h5 = simulation_file(tmp_path / "first.h5", {"AAA": 1.0, "BBB": 2.0}, merged=True)
+    assert export(h5, out) == {"Zn": {"kept": 0, "added": 2, "total": 2}}
+    committed = {s.structure.name: s for s in read_feff_extra(out / "Zn.npz", "xes")}
+    # a new machine: the simulation file holds only the latest runs (and one molecule again, recomputed differently),
+    # some still in unmerged parts
+    h5b = simulation_file(tmp_path / "second.h5", {"BBB": 5.0, "CCC": 3.0}, merged=False)
+    assert export(h5b, out) == {"Zn": {"kept": 2, "added": 1, "total": 3}}
+    for spectrum in FEFF_SPECTRA:
+        sims = {s.structure.name: s for s in read_feff_extra(out / "Zn.npz", spectrum)}
+        assert sorted(sims) == ["AAA", "BBB", "CCC"]
+        np.testing.assert_array_equal(sims["BBB"].spectrum.intensity, committed["BBB"].spectrum.intensity)  # kept
+        np.testing.assert_allclose(sims["CCC"].spectrum.intensity, fake_table(9660.0, 3.0)[:, 3])
+        assert sims["CCC"].spectrum.meta["e_fermi"] == pytest.approx(9660.0)
+        np.testing.assert_allclose(sims["CCC"].structure.positions, zncl4("CCC").positions)
+        assert sims["CCC"].structure.charge == -2.0 and sims["CCC"].structure.spin is None
+    assert not list(out.glob(".*"))  # no temporary files left
+    assert export(h5b, out)["Zn"]["added"] == 0  # nothing new: the file is left as it is
+
+
+def test_export_round_trips_the_raw_feff_output(tmp_path):
+    h5 = simulation_file(tmp_path / "sim.h5", {"AAA": 1.5}, merged=True)
+    export(h5, tmp_path)
+    for spectrum in FEFF_SPECTRA:
+        [raw] = read_simulations(h5, spectrum)
+        [back] = read_feff_extra(tmp_path / "Zn.npz", spectrum)
+        np.testing.assert_array_equal(back.spectrum.energy, raw.spectrum.meta["table"][:, XMU_COLUMNS.index("omega")])
+        np.testing.assert_array_equal(back.spectrum.intensity, raw.spectrum.meta["table"][:, XMU_COLUMNS.index("mu")])
+        np.testing.assert_array_equal(back.structure.numbers, raw.structure.numbers)
+
+
+def test_write_refuses_mismatched_spectra(tmp_path):
+    h5 = simulation_file(tmp_path / "sim.h5", {"AAA": 1.0, "BBB": 1.0}, merged=True)
+    xanes, xes = read_simulations(h5, "xanes"), read_simulations(h5, "xes")
+    with pytest.raises(ValueError, match="same molecules"):
+        write_feff_extra(tmp_path / "Zn.npz", {"xanes": xanes, "xes": xes[::-1]}, {})
+
+
+def test_missing_simulation_file_is_a_clear_error(tmp_path):
+    with pytest.raises(XanesnetError, match="no such simulation file"):
+        export(tmp_path / "nothing.h5", tmp_path)
+
+
+def test_committed_runs_read_for_every_metal():
+    for metal in FIRST_ROW_TM:
+        for spectrum in FEFF_SPECTRA:
+            sims = read_feff_extra(EXTRA_DIR / f"{metal}.npz", spectrum)
+            assert len(sims) >= 60
+            assert all(s.structure.symbols[s.absorber] == metal for s in sims)
+            assert all(np.all(np.diff(s.spectrum.energy) > 0) for s in sims)
+
+
+def test_shared_sets_are_merged_by_name_and_missing_ones_refused(tmp_path):
+    shared = shared_data("feff_3d").parent
+    data = load_feff("Cu", "xes", shared=shared)
+    assert set(data.by_source) == {"feff_3d", "feff_3d_more", "feff_extra"}
+    names = [s.structure.name for _, s in data.molecules()]
+    assert len(names) == len(set(names)) >= 240
+    only_3d, _ = read_feff_dir(shared / "feff_3d", "Cu", "xes")
+    assert len(data.by_source["feff_3d"]) == len(only_3d)
+    with pytest.raises(XanesnetError, match="no Cu directory in the shared FEFF set feff_3d"):
+        load_feff("Cu", "xes", shared=tmp_path)
+

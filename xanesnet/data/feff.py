@@ -1,0 +1,277 @@
+"""FEFF10 training data of the shipped Ti-Zn models: where it lives, how to read it, and how our own runs are kept.
+
+Three sources, each giving :class:`~xanesnet.simulate.SimulatedSpectrum` objects
+(structure, absorber, raw FEFF spectrum on FEFF's absolute ``omega`` scale,
+with the Fermi level in ``spectrum.meta["e_fermi"]``):
+
+- the shared sets ``feff_3d`` and ``feff_3d_more`` (``../shared/data``, or
+  ``$XANESNET_SHARED_DATA``): ``<Metal>/xyz/<name>.xyz`` with
+  ``<Metal>/{xanes,xes}/<name>.dat`` (FEFF ``xmu.dat``), paired by name;
+- our own runs, committed as ``data/feff_extra/<Metal>.npz``
+  (:func:`read_feff_extra`; layout in that directory's README), written by
+  :func:`export` from a snapshot of the live simulation file.
+
+:func:`export` merges: a molecule already in the committed file stays as it
+is, new ones from the simulation file are added (union by name), so a
+simulation file that holds only the latest runs never loses older ones.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from xanesnet.errors import XanesnetError
+from xanesnet.io.spectra import Spectrum, read_spectrum
+from xanesnet.io.structures import FIRST_ROW_TM, Structure, find_structure_files, read_structure
+from xanesnet.simulate.store import SimulatedSpectrum, read_simulations
+
+logger = logging.getLogger(__name__)
+
+FEFF_SPECTRA = ("xanes", "xes")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+#: Our own FEFF10 runs, one compressed file per metal (committed).
+EXTRA_DIR = REPO_ROOT / "data" / "feff_extra"
+#: The shared FEFF10 sets, in the order they are merged (a name already read is not read again).
+SHARED_SETS = ("feff_3d", "feff_3d_more")
+
+
+def shared_data_dir() -> Path:
+    """The shared reference data: ``$XANESNET_SHARED_DATA``, else ``../shared/data`` beside the repository."""
+    return Path(os.environ.get("XANESNET_SHARED_DATA") or REPO_ROOT.parent / "shared" / "data")
+
+
+def live_simulation_file() -> Path:
+    """Where ``scripts/simulate_tmqm.py`` writes: ``$XANESNET_CACHE/feff_extra.h5`` (default ``~/.cache/xanesnet``)."""
+    return Path(os.environ.get("XANESNET_CACHE") or Path.home() / ".cache" / "xanesnet") / "feff_extra.h5"
+
+
+@dataclass
+class FeffData:
+    """One metal's molecules with one spectrum, by source, and what was left out and why."""
+
+    by_source: dict[str, list[SimulatedSpectrum]] = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def molecules(self) -> list[tuple[str, SimulatedSpectrum]]:
+        """``(source, molecule)`` for every molecule, merged by name: the first source with a name wins."""
+        seen, out = set(), []
+        for label, sims in self.by_source.items():
+            for s in sims:
+                if s.structure.name not in seen:
+                    seen.add(s.structure.name)
+                    out.append((label, s))
+        return out
+
+    @property
+    def duplicates(self) -> int:
+        return sum(len(v) for v in self.by_source.values()) - len(self.molecules())
+
+
+def read_feff_dir(directory: str | os.PathLike, metal: str, spectrum: str) -> tuple[list[SimulatedSpectrum], list[tuple[str, str]]]:
+    """Molecules of one metal in a shared-layout directory, and the files left out with the reason.
+
+    The absorber is the molecule's only atom of element ``metal``.
+    """
+    from xanesnet.data.dataset import list_files, pair_by_stem
+    from xanesnet.io.structures import resolve_absorber
+
+    _check_spectrum(spectrum)
+    d = Path(directory) / metal
+    pairing = pair_by_stem(find_structure_files([d / "xyz"]), list_files(d / spectrum, (".dat",)))
+    skipped = [(p.stem, "unpaired file " + p.name) for p in pairing.structures_only + pairing.spectra_only]
+    out = []
+    for name, xyz, dat in zip(pairing.stems, pairing.structures, pairing.spectra):
+        try:
+            structure = read_structure(xyz)
+            out.append(SimulatedSpectrum(structure=structure, absorber=resolve_absorber(structure, None),
+                                         spectrum=read_spectrum(dat, fmt="feff")))
+        except XanesnetError as exc:
+            skipped.append((name, exc.message))
+    return out, skipped
+
+
+def load_feff(metal: str, spectrum: str, *, shared: str | os.PathLike | None = None,
+              sets: tuple[str, ...] = SHARED_SETS, extra_dir: str | os.PathLike | None = EXTRA_DIR,
+              live: str | os.PathLike | None = None) -> FeffData:
+    """All FEFF10 molecules of ``metal`` with ``spectrum``: the shared ``sets``, our committed runs, the live file.
+
+    A shared set that is missing is an error (the numbers would silently
+    change); ``extra_dir=None`` leaves our own runs out, ``live`` (a
+    simulation file) adds molecules not yet exported.
+    """
+    shared = Path(shared) if shared is not None else shared_data_dir()
+    data = FeffData()
+    for name in sets:
+        if not (shared / name / metal).is_dir():
+            raise XanesnetError(f"no {metal} directory in the shared FEFF set {name}", path=shared / name)
+        sims, skipped = read_feff_dir(shared / name, metal, spectrum)
+        data.by_source[name] = sims
+        data.skipped += [(f"{name}:{n}", why) for n, why in skipped]
+    if extra_dir is not None and (Path(extra_dir) / f"{metal}.npz").is_file():
+        data.by_source["feff_extra"] = read_feff_extra(Path(extra_dir) / f"{metal}.npz", spectrum)
+    if live is not None:
+        data.by_source["live"] = [s for s in snapshot(Path(live))[spectrum].values()
+                                  if s.structure.symbols[s.absorber] == metal]
+    return data
+
+
+# --------------------------------------------------------------------------- our own runs (data/feff_extra)
+
+
+def read_feff_extra(path: str | os.PathLike, spectrum: str) -> list[SimulatedSpectrum]:
+    """The molecules of one exported ``<Metal>.npz`` with their raw ``spectrum`` (``xanes`` or ``xes``)."""
+    _check_spectrum(spectrum)
+    path = Path(path)
+    try:
+        d = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise XanesnetError(f"cannot read exported FEFF runs ({exc})", path=path) from None
+    with d:
+        meta = json.loads(str(d["meta"]))
+        atoms = np.concatenate([[0], np.cumsum(d["n_atoms"])])
+        points = np.concatenate([[0], np.cumsum(d[f"{spectrum}_len"])])
+        out = []
+        for k, name in enumerate(d["ids"]):
+            name = str(name)
+            a, b = atoms[k], atoms[k + 1]
+            charge, spin = float(d["charge"][k]), float(d["spin"][k])
+            structure = Structure(name=name, numbers=d["numbers"][a:b].astype(np.int64), positions=d["positions"][a:b],
+                                  charge=None if np.isnan(charge) else charge, spin=None if np.isnan(spin) else spin,
+                                  source=f"{path}:{name}")
+            p, q = points[k], points[k + 1]
+            spec = Spectrum(name=name, energy=d[f"{spectrum}_omega"][p:q].copy(), intensity=d[f"{spectrum}_mu"][p:q].copy(),
+                            source=f"{path}:{name}/{spectrum}",
+                            meta={"e_fermi": float(d[f"{spectrum}_e_fermi"][k]), "feff_version": meta.get("feff_version", ""),
+                                  "cards": meta.get(f"cards_{spectrum}", "")})
+            out.append(SimulatedSpectrum(structure=structure, absorber=int(d["absorber"][k]), spectrum=spec))
+    return out
+
+
+def write_feff_extra(path: str | os.PathLike, molecules: dict[str, list[SimulatedSpectrum]], meta: dict) -> None:
+    """Write ``molecules`` (``{spectrum: [...]}``, the same names in the same order) as one compressed ``.npz``.
+
+    Each spectrum is kept as FEFF wrote it (``omega``, ``mu``) with its Fermi
+    level, so the raw data can be rebuilt. Written to a temporary file, then
+    renamed.
+    """
+    path = Path(path)
+    mols = molecules[FEFF_SPECTRA[0]]
+    for s in FEFF_SPECTRA:
+        if [m.structure.name for m in molecules[s]] != [m.structure.name for m in mols]:
+            raise ValueError("every spectrum needs the same molecules in the same order")
+    arrays: dict[str, np.ndarray] = {
+        "ids": np.array([m.structure.name for m in mols]),
+        "absorber": np.array([m.absorber for m in mols], dtype=np.int32),
+        "charge": np.array([np.nan if m.structure.charge is None else m.structure.charge for m in mols]),
+        "spin": np.array([np.nan if m.structure.spin is None else m.structure.spin for m in mols]),
+        "n_atoms": np.array([len(m.structure) for m in mols], dtype=np.int32),
+        "numbers": np.concatenate([m.structure.numbers for m in mols]).astype(np.int16),
+        "positions": np.vstack([m.structure.positions for m in mols]),
+        "meta": np.array(json.dumps(meta)),
+    }
+    for s in FEFF_SPECTRA:
+        specs = [m.spectrum for m in molecules[s]]
+        arrays[f"{s}_len"] = np.array([len(sp.energy) for sp in specs], dtype=np.int32)
+        arrays[f"{s}_omega"] = np.concatenate([sp.energy for sp in specs])
+        arrays[f"{s}_mu"] = np.concatenate([sp.intensity for sp in specs])
+        arrays[f"{s}_e_fermi"] = np.array([_e_fermi(sp) for sp in specs])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    try:
+        np.savez_compressed(tmp, **arrays)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _e_fermi(spec: Spectrum) -> float:
+    """FEFF's Fermi level (eV): kept in the metadata, or ``omega - e`` from the raw table."""
+    if "e_fermi" in spec.meta:
+        return float(spec.meta["e_fermi"])
+    cols = list(spec.meta["columns"])
+    table = spec.meta["table"]
+    return float(np.median(table[:, cols.index("omega")] - table[:, cols.index("e")]))
+
+
+def snapshot(h5: Path) -> dict[str, dict[str, SimulatedSpectrum]]:
+    """``{spectrum: {name: molecule}}`` of a simulation file and its not yet merged parts, read from a private copy.
+
+    The running simulation is never touched: the file and its finished parts
+    (complete files only; they are renamed into place) are copied and merged
+    in a temporary directory.
+    """
+    from xanesnet.simulate.store import merge_parts, parts_dir
+
+    if not Path(h5).is_file():
+        raise XanesnetError("no such simulation file", path=h5)
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / h5.name
+        shutil.copyfile(h5, copy)
+        if parts_dir(h5).is_dir():
+            parts_dir(copy).mkdir()
+            for part in parts_dir(h5).glob("*.h5"):
+                try:
+                    shutil.copyfile(part, parts_dir(copy) / part.name)
+                except FileNotFoundError:  # merged and deleted meanwhile: it is in the copy or the next export
+                    continue
+            merge_parts(copy)
+        return {s: {sim.structure.name: sim for sim in read_simulations(copy, spectrum=s)} for s in FEFF_SPECTRA}
+
+
+def export(h5: str | os.PathLike, out: str | os.PathLike = EXTRA_DIR) -> dict[str, dict[str, int]]:
+    """Add the finished molecules of a simulation file to ``out/<Metal>.npz``, keeping every molecule already there.
+
+    A molecule counts as finished when both its XANES and XES succeeded. A
+    name already in the committed file keeps its committed spectra. Returns
+    ``{metal: {"kept": n, "added": n, "total": n}}`` for every metal written.
+    """
+    h5, out = Path(h5), Path(out)
+    sims = snapshot(h5)
+    names = sorted(set(sims["xanes"]) & set(sims["xes"]))
+    new: dict[str, list[str]] = defaultdict(list)
+    for name in names:
+        sim = sims["xanes"][name]
+        new[sim.structure.symbols[sim.absorber]].append(name)
+    counts = {}
+    for metal in FIRST_ROW_TM:
+        path = out / f"{metal}.npz"
+        old = {s: read_feff_extra(path, s) for s in FEFF_SPECTRA} if path.is_file() else {s: [] for s in FEFF_SPECTRA}
+        have = {m.structure.name for m in old["xanes"]}
+        added = [n for n in new.get(metal, []) if n not in have]
+        if not added:
+            if old["xanes"]:
+                counts[metal] = {"kept": len(have), "added": 0, "total": len(have)}
+            continue
+        meta = json.loads(str(np.load(path)["meta"])) if path.is_file() else {}
+        first = {s: sims[s][added[0]].spectrum.meta for s in FEFF_SPECTRA}
+        meta.update({"what": f"FEFF10 K-edge XANES and K-beta XES of {metal} complexes from tmQM, simulated by xanesnet",
+                     "feff_version": meta.get("feff_version") or first["xanes"].get("feff_version", ""),
+                     "cards_xanes": meta.get("cards_xanes") or first["xanes"].get("cards", ""),
+                     "cards_xes": meta.get("cards_xes") or first["xes"].get("cards", ""),
+                     "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        meta.pop("source", None)  # a path on the exporting machine says nothing in a clone
+        for key in ("feff_version", "cards_xanes", "cards_xes"):
+            theirs = first["xanes" if key != "cards_xes" else "xes"].get("cards" if key.startswith("cards") else key, "")
+            if theirs and meta[key] and theirs != meta[key]:
+                raise XanesnetError(f"{metal}: the simulation file's {key} differs from the exported runs'; "
+                                    "export them to another directory", path=h5)
+        merged = {s: old[s] + [sims[s][n] for n in added] for s in FEFF_SPECTRA}
+        write_feff_extra(path, merged, meta)
+        counts[metal] = {"kept": len(have), "added": len(added), "total": len(have) + len(added)}
+        logger.info("%s: kept %d, added %d molecules -> %s", metal, len(have), len(added), path)
+    return counts
+
+
+def _check_spectrum(spectrum: str) -> None:
+    if spectrum not in FEFF_SPECTRA:
+        raise XanesnetError(f"spectrum must be one of {', '.join(FEFF_SPECTRA)}, not {spectrum!r}")
