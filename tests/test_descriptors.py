@@ -191,3 +191,28 @@ def test_featurisation_does_not_import_torch(tmp_path):
             "assert 'torch' not in sys.modules, 'torch was imported'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_batch_equals_one_molecule_at_a_time(name):
+    """create_batch over molecules of many sizes (several blocks) gives each molecule's own vector; a bad one gets
+    NaN and its error without disturbing the others."""
+    import xanesnet.descriptors.wacsf as wacsf_module
+
+    d = PRESETS[name]
+    structures = [example(f.stem) for f in sorted(EXAMPLES.glob("*.xyz"))] + [random_complex(s, n=20 + 9 * s) for s in range(8)]
+    lonely = Structure(name="lonely", numbers=np.array([26, 8]), positions=np.array([[0, 0, 0], [0, 0, 7.0]]), source="lonely.xyz")
+    structures.insert(5, lonely)
+    absorbers = [0 if s is lonely else resolve_absorber(s) for s in structures]
+    old_block = wacsf_module.BLOCK_ATOMS
+    try:
+        wacsf_module.BLOCK_ATOMS = 120  # force several blocks
+        x, errors = d.create_batch(structures, absorbers)
+    finally:
+        wacsf_module.BLOCK_ATOMS = old_block
+    assert [e is not None for e in errors] == [s is lonely for s in structures]
+    assert "lonely.xyz: absorber (atom 0) has no neighbour" in str(errors[5]) and np.isnan(x[5]).all()
+    for row, s, a in zip(x, structures, absorbers):
+        if s is not lonely:
+            one = d.create(s, a)
+            np.testing.assert_allclose(row, one, rtol=0, atol=1e-12 * np.abs(one).max())

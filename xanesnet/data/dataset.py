@@ -95,7 +95,7 @@ class FeatureSet:
 
 def featurize_files(paths: Sequence[str | os.PathLike], descriptor: Descriptor, *, absorber: int | str | None = None,
                     cache: str | os.PathLike | None = None, skip_bad: bool = False, progress: bool = False,
-                    keep_structures: bool = False, all_sites: bool = False) -> FeatureSet:
+                    keep_structures: bool = False, all_sites: bool = False, batch_size: int = 1024) -> FeatureSet:
     """Descriptor vectors of many structure files, in the given order.
 
     Parameters
@@ -116,6 +116,9 @@ def featurize_files(paths: Sequence[str | os.PathLike], descriptor: Descriptor, 
     all_sites
         One row per absorbing atom: every atom of the element when ``absorber``
         is an element symbol (see :func:`absorber_sites`); not with ``cache``.
+    batch_size
+        Files read and featurised together (one :meth:`Descriptor.create_batch`
+        call); memory grows with it, not with the number of files.
     """
     from tqdm.auto import tqdm
 
@@ -123,47 +126,74 @@ def featurize_files(paths: Sequence[str | os.PathLike], descriptor: Descriptor, 
         raise ValueError("all_sites does not use the feature cache")
     key = f"{descriptor.settings_hash()}/absorber={absorber if absorber is not None else 'auto'}"
     store = FeatureCache(cache) if cache is not None else None
-    ids: list[str] = []
-    rows: list[np.ndarray] = []
-    structures: list[Structure] = []
-    skipped: list[tuple[str, str]] = []
-    sites: list[list[int]] = []
-    new: dict[str, np.ndarray] = {}
     cached = store.load(key) if store is not None else {}
-    for p in tqdm([Path(p) for p in paths], desc="featurize", unit="mol", disable=not progress, leave=False):
+    result = FeatureSet(ids=[], x=np.empty((0, descriptor.n_features)), structures=[] if keep_structures else None,
+                        sites=[] if all_sites else None)
+    rows: list[np.ndarray] = []
+    new: dict[str, np.ndarray] = {}
+    paths = [Path(p) for p in paths]
+    with tqdm(total=len(paths), desc="featurize", unit="mol", disable=not progress, leave=False) as bar:
+        for start in range(0, len(paths), batch_size):
+            chunk = paths[start:start + batch_size]
+            rows += _featurize_chunk(chunk, descriptor, absorber, cached, new, result, skip_bad=skip_bad,
+                                     keep_structures=keep_structures, all_sites=all_sites, hashed=store is not None)
+            bar.update(len(chunk))
+    if store is not None and new:
+        store.save(key, new)
+    if result.skipped:
+        logger.warning("skipped %d of %d structures", len(result.skipped), len(paths))
+    if rows:
+        result.x = np.vstack(rows)
+    if all_sites:
+        result.site_of = np.repeat(np.arange(len(result.ids)), [len(a) for a in result.sites])
+    return result
+
+
+def _featurize_chunk(paths: list[Path], descriptor: Descriptor, absorber: int | str | None, cached: dict[str, np.ndarray],
+                     new: dict[str, np.ndarray], result: FeatureSet, *, skip_bad: bool, keep_structures: bool,
+                     all_sites: bool, hashed: bool) -> list[np.ndarray]:
+    """Read a chunk of files, featurise the uncached ones in one batch, append to ``result``; the rows, in order."""
+    readable = []  # (path, structure, absorbing atoms, cached vector, digest)
+    for p in paths:
         try:
             raw = _read_bytes(p)
-            digest = hashlib.sha1(raw).hexdigest() if store is not None else None
+            digest = hashlib.sha1(raw).hexdigest() if hashed else None
             vec = cached.get(digest) if digest is not None else None
-            structure = None
-            if vec is None or keep_structures:
-                structure = read_structure(p, raw)
+            structure = read_structure(p, raw) if vec is None or keep_structures else None
+            atoms = None
             if all_sites:
                 atoms = absorber_sites(structure, absorber)
-                vec = np.vstack([descriptor.create(structure, a) for a in atoms])
             elif vec is None:
-                vec = descriptor.create(structure, resolve_absorber(structure, absorber))
-                if digest is not None:
-                    new[digest] = vec
+                atoms = [resolve_absorber(structure, absorber)]
         except XanesnetError as exc:
             if not skip_bad:
                 raise
-            skipped.append((str(p), str(exc)))
+            result.skipped.append((str(p), str(exc)))
             continue
-        ids.append(p.stem)
+        readable.append((p, structure, atoms, vec, digest))
+    todo = [(s, a) for _, s, atoms, vec, _ in readable if vec is None or all_sites for a in atoms]
+    x, errors = descriptor.create_batch([s for s, _ in todo], [a for _, a in todo])
+    rows, k = [], 0
+    for p, structure, atoms, vec, digest in readable:
+        if vec is None or all_sites:
+            n = len(atoms)
+            error = next((e for e in errors[k:k + n] if e is not None), None)
+            vec = x[k:k + n] if all_sites else x[k]
+            k += n
+            if error is not None:
+                if not skip_bad:
+                    raise error
+                result.skipped.append((str(p), str(error)))
+                continue
+            if digest is not None:
+                new[digest] = vec
+        result.ids.append(p.stem)
         rows.append(vec)
         if all_sites:
-            sites.append(atoms)
+            result.sites.append(atoms)
         if keep_structures:
-            structures.append(structure)
-    if store is not None and new:
-        store.save(key, new)
-    if skipped:
-        logger.warning("skipped %d of %d structures", len(skipped), len(paths))
-    x = np.vstack(rows) if rows else np.empty((0, descriptor.n_features))
-    site_of = np.repeat(np.arange(len(ids)), [len(a) for a in sites]) if all_sites else None
-    return FeatureSet(ids=ids, x=x, skipped=skipped, structures=structures if keep_structures else None,
-                      site_of=site_of, sites=sites if all_sites else None)
+            result.structures.append(structure)
+    return rows
 
 
 def _read_bytes(path: Path) -> bytes:

@@ -30,8 +30,21 @@ class Descriptor(ABC):
     revision: int = 1
 
     @abstractmethod
+    def create_batch(self, structures: Sequence[Structure], absorbers: Sequence[int]
+                     ) -> tuple[np.ndarray, list[XanesnetError | None]]:
+        """Vectors (n, ``n_features``) of atom ``absorbers[i]`` (0-based) of each structure, computed together.
+
+        A structure the descriptor cannot describe (e.g. no neighbour within
+        the cutoff) gets a row of NaN and its error in the returned list
+        (``None`` for the good ones), so one bad molecule does not stop a batch.
+        """
+
     def create(self, structure: Structure, absorber: int) -> np.ndarray:
         """Descriptor vector (``n_features``,) of atom ``absorber`` (0-based index)."""
+        x, errors = self.create_batch([structure], [absorber])
+        if errors[0] is not None:
+            raise errors[0]
+        return x[0]
 
     @property
     @abstractmethod
@@ -43,13 +56,20 @@ class Descriptor(ABC):
         return len(self.feature_names)
 
     def featurize(self, structures: Sequence[Structure], *, absorber: int | str | None = None,
-                  progress: bool = False) -> np.ndarray:
-        """Stack the vectors of many structures into an array (n_structures, n_features)."""
+                  progress: bool = False, batch_size: int = 1024) -> np.ndarray:
+        """Stack the vectors of many structures into an array (n_structures, n_features); the first bad one raises."""
         from tqdm.auto import tqdm
 
         out = np.empty((len(structures), self.n_features))
-        for i, s in enumerate(tqdm(structures, desc="featurize", unit="mol", disable=not progress, leave=False)):
-            out[i] = self.create(s, resolve_absorber(s, absorber))
+        with tqdm(total=len(structures), desc="featurize", unit="mol", disable=not progress, leave=False) as bar:
+            for start in range(0, len(structures), batch_size):
+                batch = structures[start:start + batch_size]
+                x, errors = self.create_batch(batch, [resolve_absorber(s, absorber) for s in batch])
+                first_error = next((e for e in errors if e is not None), None)
+                if first_error is not None:
+                    raise first_error
+                out[start:start + len(batch)] = x
+                bar.update(len(batch))
         return out
 
     def to_dict(self) -> dict[str, Any]:

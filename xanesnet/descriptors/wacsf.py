@@ -52,6 +52,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
+from typing import Sequence
 
 import numpy as np
 from ase.data import atomic_numbers
@@ -259,128 +260,174 @@ class WACSF(Descriptor):
             names += ["charge", "spin"]
         return names
 
-    # --- the vector ------------------------------------------------------------
+    # --- the vectors -----------------------------------------------------------
     def _cutoff(self, r: np.ndarray) -> np.ndarray:
         if self.clip_cutoff:
             return _cosine_cutoff(r, self.r_max)
         return 0.5 * (np.cos(np.pi * r / self.r_max) + 1.0)
 
-    def create(self, structure: Structure, absorber: int) -> np.ndarray:
-        where = structure.source or structure.name
-        vec = structure.positions - structure.positions[absorber]
-        r = r_all = np.sqrt(np.einsum("ij,ij->i", vec, vec))
-        near = (r > 0.0) & (r < self.r_max)
-        near[absorber] = False
-        if not near.any():
-            raise XanesnetError(f"absorber (atom {absorber}) has no neighbour within r_max = {self.r_max} A", path=where)
-        vec, r, z = vec[near], r[near], structure.numbers[near]
-        if r.min() < 0.5:
-            raise XanesnetError(f"an atom lies {r.min():.3f} A from the absorber (closer than 0.5 A): overlapping atoms", path=where)
+    def create_batch(self, structures: Sequence[Structure], absorbers: Sequence[int]
+                     ) -> tuple[np.ndarray, list[XanesnetError | None]]:
+        """Vectors of many molecules at once, vectorised over their absorbers, neighbours and neighbour pairs.
+
+        Molecules are processed in blocks of about :data:`BLOCK_ATOMS` atoms,
+        so memory stays bounded whatever the number of structures.
+        """
+        out = np.full((len(structures), self.n_features), np.nan)
+        errors: list[XanesnetError | None] = [None] * len(structures)
+        sizes = np.fromiter((len(s) for s in structures), dtype=np.int64, count=len(structures))
+        order = np.argsort(sizes, kind="stable")  # similar sizes together: little padding in the pair matrices
+        start = 0
+        while start < len(order):
+            stop = start + max(1, int(np.searchsorted(np.cumsum(sizes[order[start:]]), BLOCK_ATOMS, side="right")))
+            block = order[start:stop]
+            block_errors: list[XanesnetError | None] = [None] * len(block)
+            out[block] = self._create_block([structures[i] for i in block], [absorbers[i] for i in block], block_errors)
+            for i, e in zip(block, block_errors):
+                errors[i] = e
+            start = stop
+        return out, errors
+
+    def _create_block(self, structures: list[Structure], absorbers: list[int], errors: list[XanesnetError | None]
+                      ) -> np.ndarray:
+        """Rows of one block of structures (NaN, and the reason in ``errors``, for those that cannot be described)."""
+        out = np.full((len(structures), self.n_features), np.nan)
+        n_mol = len(structures)
+        sizes = np.fromiter((len(s) for s in structures), dtype=np.int64, count=n_mol)
+        first = np.cumsum(sizes) - sizes
+        positions = np.concatenate([s.positions for s in structures])
+        numbers = np.concatenate([s.numbers for s in structures])
+        mol = np.repeat(np.arange(n_mol), sizes)
+        centre = first + np.asarray(absorbers, dtype=np.int64)
+        vec = positions - positions[centre][mol]
+        r_all = np.sqrt(np.einsum("ij,ij->i", vec, vec))
+        near = (r_all > 0.0) & (r_all < self.r_max)
+        near[centre] = False
+        n_near = np.bincount(mol[near], minlength=n_mol)
+        closest = np.full(n_mol, np.inf)
+        np.minimum.at(closest, mol[near], r_all[near])
+        ok = np.ones(n_mol, dtype=bool)
+        for m in np.flatnonzero((n_near == 0) | (closest < 0.5)):
+            s = structures[m]
+            where = s.source or s.name
+            ok[m] = False
+            if n_near[m] == 0:
+                errors[m] = XanesnetError(
+                    f"absorber (atom {absorbers[m]}) has no neighbour within r_max = {self.r_max} A", path=where)
+            else:
+                errors[m] = XanesnetError(
+                    f"an atom lies {closest[m]:.3f} A from the absorber (closer than 0.5 A): overlapping atoms", path=where)
+        if self.charge_spin:
+            for m, s in enumerate(structures):
+                if ok[m] and (s.charge is None or s.spin is None):
+                    ok[m] = False
+                    errors[m] = XanesnetError(
+                        "charge_spin needs the charge q and spin S (tmQM comment line 'q = .. | S = ..')",
+                        path=s.source or s.name)
+        kept = np.flatnonzero(ok)
+        if len(kept) == 0:
+            return out
+        n_ok = len(kept)
+        compact = np.cumsum(ok) - 1  # block molecule -> index among the kept ones
+        nb = np.flatnonzero(near & ok[mol])
+        seg = compact[mol[nb]]  # sorted: neighbours stay in molecule order
+        v, r, z = vec[nb], r_all[nb], numbers[nb]
         w = self.weight_scale * z
         fc = self._cutoff(r)
-        parts = [np.array([fc.sum()])]
+        parts = [_segment_sum(seg, fc[:, None], n_ok)]
 
         if self.n_g2:
             eta, mu = self._g2_grid
-            parts.append(np.exp(-eta * (r[:, None] - mu) ** 2).T @ (w * fc))
-
+            parts.append(_segment_sum(seg, np.exp(-eta * (r[:, None] - mu) ** 2) * (w * fc)[:, None], n_ok))
         if self.n_g4:
-            parts.append(self._g4(vec, r, w, fc))
-
+            parts.append(self._g4(v, r, w, fc, seg, n_ok))
         if self.element_groups:
             eta, mu = self._element_grid
-            gauss = np.exp(-eta * (r[:, None] - mu) ** 2) * fc[:, None]  # (n_neigh, n_mu)
-            parts.append(_sum_by(self._group_of_z[z], gauss, len(self.channel_names)).ravel())
-
+            n_ch = len(self.channel_names)
+            gauss = np.exp(-eta * (r[:, None] - mu) ** 2) * fc[:, None]  # (neighbours, mu)
+            parts.append(_segment_sum(seg * n_ch + self._group_of_z[z], gauss, n_ok * n_ch).reshape(n_ok, -1))
         if self.angular_groups:
-            parts.append(self._angular_pairs(vec, r, z))
+            parts.append(self._angular_pairs(v, r, z, seg, n_ok))
         if self.shell_groups:
-            parts += self._first_shell(structure, absorber, r_all, vec, r, z)
-
+            parts += self._first_shell(positions, numbers, mol, centre, r_all, ok, compact, nb, r, z, seg, n_ok)
         if self.charge_spin:
-            if structure.charge is None or structure.spin is None:
-                raise XanesnetError("charge_spin needs the charge q and spin S (tmQM comment line 'q = .. | S = ..')", path=where)
-            parts.append(np.array([structure.charge, structure.spin], dtype=float))
-        return np.concatenate(parts)
+            parts.append(np.array([[structures[m].charge, structures[m].spin] for m in kept], dtype=float))
+        out[kept] = np.concatenate(parts, axis=1)
+        return out
 
-    def _g4(self, vec: np.ndarray, r: np.ndarray, w: np.ndarray, fc: np.ndarray) -> np.ndarray:
+    def _g4(self, vec: np.ndarray, r: np.ndarray, w: np.ndarray, fc: np.ndarray, seg: np.ndarray,
+            n_mol: int) -> np.ndarray:
         eta = self._g4_widths
-        lam, zeta, norm = self._angular
-        upper = _upper_triangle(len(r))  # flat indices of the pairs j < k
-        if len(upper) == 0:
-            return np.zeros(len(eta) * len(lam))
-        r2 = r * r
-        dot = (vec @ vec.T).ravel()[upper]  # r_ij r_ik cos(theta_jik)
-        r2_sum = (r2[:, None] + r2[None, :]).ravel()[upper]  # r_ij^2 + r_ik^2
-        r_jk2 = np.maximum(r2_sum - 2.0 * dot, 0.0)
-        if self.clip_cutoff:  # fc(r_jk) = 0 beyond r_max: those pairs add nothing, skip them
-            near = r_jk2 < self.r_max**2
-            upper, dot, r2_sum, r_jk2 = upper[near], dot[near], r2_sum[near], r_jk2[near]
-        cos = np.clip(dot / np.outer(r, r).ravel()[upper], -1.0, 1.0)  # rounding can step past +-1
+        lam, _, norm = self._angular
+        # pairs j < k of each molecule's neighbours; with a clipped cutoff fc(r_jk) = 0 beyond r_max, so those are left out
+        j, k, dot, r_jk2 = _close_pairs(vec, r * r, seg, n_mol, self.r_max if self.clip_cutoff else None)
+        r2_sum = r[j] * r[j] + r[k] * r[k]  # r_ij^2 + r_ik^2
+        cos = np.clip(dot / (r[j] * r[k]), -1.0, 1.0)  # dot = r_ij r_ik cos(theta_jik); rounding can step past +-1
         wfc = w * fc
-        pref = np.outer(wfc, wfc).ravel()[upper] * self._cutoff(np.sqrt(r_jk2))
+        pref = wfc[j] * wfc[k] * self._cutoff(np.sqrt(r_jk2))
         # centred grid: mu = 0, so the three Gaussians combine into one exponent
-        radial = np.exp(np.outer(-(r2_sum + r_jk2), eta))  # (pairs, widths)
-        with np.errstate(divide="ignore"):  # 1 + lambda cos = 0 gives log 0 = -inf, exp(-inf) = 0
-            log_base = np.log(1.0 + np.outer(cos, lam))  # (pairs, lambda*zeta), lambda outer, zeta inner
-        angular = np.exp(log_base * zeta) * norm
-        return ((radial * pref[:, None]).T @ angular).ravel()
+        radial = np.exp(np.outer(-(r2_sum + r_jk2), eta)) * pref[:, None]  # (pairs, widths)
+        angular = self._angular_terms(cos)  # (pairs, lambda*zeta), lambda outer, zeta inner; without 2^(1-zeta)
+        out = np.zeros((n_mol, len(eta), len(lam)))
+        bounds = np.searchsorted(seg[j], np.arange(n_mol + 1))  # each molecule's pairs are contiguous
+        for m in np.flatnonzero(np.diff(bounds)):
+            out[m] = radial[bounds[m]:bounds[m + 1]].T @ angular[bounds[m]:bounds[m + 1]]
+        return (out * norm).reshape(n_mol, -1)
 
+    def _angular_terms(self, cos: np.ndarray) -> np.ndarray:
+        """``(1 + lambda cos)^zeta`` per pair and (lambda, zeta); integer powers by repeated squaring."""
+        base = 1.0 + np.outer(cos, self.lambdas)  # (pairs, lambdas)
+        powers = _powers(base, np.asarray(self.zetas, float))
+        return np.stack([powers[z] for z in map(float, self.zetas)], axis=2).reshape(len(cos), len(self.lambdas) * len(self.zetas))
 
-    def _angular_pairs(self, vec: np.ndarray, r: np.ndarray, z: np.ndarray) -> np.ndarray:
+    def _angular_pairs(self, vec: np.ndarray, r: np.ndarray, z: np.ndarray, seg: np.ndarray, n_mol: int) -> np.ndarray:
         """Modified angular functions, one block per unordered pair of groups."""
-        n_groups = len(self.angular_groups) + 1
-        out = np.zeros((n_groups * (n_groups + 1) // 2, len(self.angular_shells) * self.n_angular))
-        near = r < self.angular_r_max
-        vec, r, z = vec[near], r[near], z[near]
-        if len(r) >= 2:
-            j, k = _pairs(len(r))
-            theta = np.arccos(np.clip(np.einsum("ij,ij->i", vec[j], vec[k]) / (r[j] * r[k]), -1.0, 1.0))
-            fa = _cosine_cutoff(r, self.angular_r_max)
-            radial = np.exp(-self.angular_eta * (0.5 * (r[j] + r[k])[:, None] - np.asarray(self.angular_shells)) ** 2)
-            radial *= (fa[j] * fa[k])[:, None]
-            angular = 2.0 ** (1.0 - self.angular_zeta) * (1.0 + np.cos(theta[:, None] - self._angle_centres)) ** self.angular_zeta
-            group = _group_table(self.angular_groups)[z]
-            terms = (radial[:, :, None] * angular[:, None, :]).reshape(len(j), -1)  # R_s outer, theta_s inner
-            out = _sum_by(self._pair_index[group[j], group[k]], terms, len(out))
-        return out.ravel()
+        n_blocks = len(self._pair_index) * (len(self._pair_index) + 1) // 2
+        close = np.flatnonzero(r < self.angular_r_max)
+        j, k, dot, _ = _close_pairs(vec[close], r[close] ** 2, seg[close], n_mol)
+        j, k = close[j], close[k]
+        theta = np.arccos(np.clip(dot / (r[j] * r[k]), -1.0, 1.0))
+        fa = _cosine_cutoff(r, self.angular_r_max)
+        radial = np.exp(-self.angular_eta * (0.5 * (r[j] + r[k])[:, None] - np.asarray(self.angular_shells)) ** 2)
+        radial *= (fa[j] * fa[k])[:, None]
+        angular = 2.0 ** (1.0 - self.angular_zeta) * (1.0 + np.cos(theta[:, None] - self._angle_centres)) ** self.angular_zeta
+        group = _group_table(self.angular_groups)[z]
+        terms = (radial[:, :, None] * angular[:, None, :]).reshape(len(j), radial.shape[1] * angular.shape[1])  # R_s, theta_s
+        labels = seg[j] * n_blocks + self._pair_index[group[j], group[k]]
+        return _segment_sum(labels, terms, n_mol * n_blocks).reshape(n_mol, -1)
 
-    def _first_shell(self, structure: Structure, absorber: int, r_all: np.ndarray, vec: np.ndarray, r: np.ndarray,
-                     z: np.ndarray) -> list[np.ndarray]:
+    def _first_shell(self, positions: np.ndarray, numbers: np.ndarray, mol: np.ndarray, centre: np.ndarray,
+                     r_all: np.ndarray, ok: np.ndarray, compact: np.ndarray, nb: np.ndarray, r: np.ndarray,
+                     z: np.ndarray, seg: np.ndarray, n_mol: int) -> list[np.ndarray]:
         """Fine bond-length Gaussians by donor group and, optionally, each donor's own neighbours."""
-        heavy = z > 1
+        heavy = np.flatnonzero(z > 1)
         eta, mu = self._shell_grid
-        donor_group = _group_table(self.shell_groups)[z[heavy]]
         n_donor_groups = len(self.shell_groups) + 1
+        donor_group = _group_table(self.shell_groups)[z[heavy]]
         gauss = np.exp(-eta * (r[heavy][:, None] - mu) ** 2)
-        parts = [_sum_by(donor_group, gauss, n_donor_groups).ravel()]
+        parts = [_segment_sum(seg[heavy] * n_donor_groups + donor_group, gauss, n_mol * n_donor_groups).reshape(n_mol, -1)]
         if self.donor_env_groups:
-            parts.append(self._donor_environments(structure, absorber, r_all, vec[heavy] + structure.positions[absorber],
-                                                  r[heavy], donor_group, n_donor_groups))
+            donor = heavy[r[heavy] < self.donor_cutoff]
+            eta, mu = self._donor_env_grid
+            n_nb = len(self.donor_env_groups) + 1
+            # only atoms that can be within donor_env_r_max of a donor (the rest add exact zeros)
+            others = np.flatnonzero((r_all < self.donor_cutoff + self.donor_env_r_max) & ok[mol])
+            others = others[~np.isin(others, centre)]
+            d, o = _pairs_across(np.bincount(seg[donor], minlength=n_mol), np.bincount(compact[mol[others]], minlength=n_mol))
+            diff = positions[others[o]] - positions[nb[donor[d]]]
+            dist = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+            keep = (dist > 1e-8) & (dist < self.donor_env_r_max)  # a donor is not its own neighbour
+            d, o, dist = d[keep], o[keep], dist[keep]
+            fe = _cosine_cutoff(dist, self.donor_env_r_max) * _cosine_cutoff(r[donor[d]], self.donor_cutoff)
+            gauss = np.exp(-eta * (dist[:, None] - mu) ** 2) * fe[:, None]
+            dg = _group_table(self.shell_groups)[z[donor[d]]]
+            labels = (seg[donor[d]] * n_donor_groups + dg) * n_nb + _group_table(self.donor_env_groups)[numbers[others[o]]]
+            parts.append(_segment_sum(labels, gauss, n_mol * n_donor_groups * n_nb).reshape(n_mol, -1))
         return parts
 
-    def _donor_environments(self, structure: Structure, absorber: int, r_all: np.ndarray, donors: np.ndarray,
-                            r_donor: np.ndarray, donor_group: np.ndarray, n_donor_groups: int) -> np.ndarray:
-        eta, mu = self._donor_env_grid
-        n_nb = len(self.donor_env_groups) + 1
-        out = np.zeros((n_donor_groups, n_nb, len(mu)))
-        is_donor = r_donor < self.donor_cutoff
-        donors, donor_group = donors[is_donor], donor_group[is_donor]
-        weight = _cosine_cutoff(r_donor[is_donor], self.donor_cutoff)
-        if len(donors):
-            # only atoms that can be within donor_env_r_max of a donor (the rest add exact zeros)
-            others = np.flatnonzero(r_all < self.donor_cutoff + self.donor_env_r_max)
-            others = others[others != absorber]
-            diff = structure.positions[others][None, :, :] - donors[:, None, :]
-            dist = np.sqrt(np.einsum("dkc,dkc->dk", diff, diff))  # (donors, atoms)
-            dist = np.where(dist > 1e-8, dist, np.inf)  # a donor is not its own neighbour
-            fe = _cosine_cutoff(dist, self.donor_env_r_max) * weight[:, None]
-            gauss = np.exp(-eta * (np.minimum(dist, 1e3)[:, :, None] - mu) ** 2) * fe[:, :, None]  # (donors, atoms, mu)
-            nb_group = _group_table(self.donor_env_groups)[structure.numbers[others]]
-            onehot_nb = np.eye(n_nb)[nb_group]  # (atoms, nb groups)
-            per_donor = np.einsum("dkm,kg->dgm", gauss, onehot_nb)
-            out = _sum_by(donor_group, per_donor.reshape(len(donors), -1), n_donor_groups)
-        return out.ravel()
+
+#: Atoms per block of :meth:`WACSF.create_batch` (bounds the pair arrays to some tens of MB).
+BLOCK_ATOMS = 2048
 
 
 def _shifted_grid(lo: float, hi: float, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -390,17 +437,80 @@ def _shifted_grid(lo: float, hi: float, n: int) -> tuple[np.ndarray, np.ndarray]
     return np.full(n, 1.0 / (2.0 * dr**2)), mu
 
 
-def _sum_by(labels: np.ndarray, rows: np.ndarray, n_labels: int) -> np.ndarray:
-    """Sum of the ``rows`` (n, m) with each label in ``0..n_labels-1``: an (n_labels, m) array (one matrix product)."""
-    onehot = np.zeros((n_labels, len(labels)))
-    onehot[labels, np.arange(len(labels))] = 1.0
-    return onehot @ rows
+def _segment_sum(labels: np.ndarray, rows: np.ndarray, n_labels: int) -> np.ndarray:
+    """Sum of the ``rows`` (n, ...) with each label in ``0..n_labels-1``: an (n_labels, ...) array (zeros where none)."""
+    out = np.zeros((n_labels, *rows.shape[1:]))
+    if len(labels) == 0:
+        return out
+    if np.all(labels[1:] >= labels[:-1]):
+        ordered, rows_ordered = labels, rows
+    else:
+        order = np.argsort(labels, kind="stable")
+        ordered, rows_ordered = labels[order], rows[order]
+    starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
+    out[ordered[starts]] = np.add.reduceat(rows_ordered, starts, axis=0)
+    return out
 
 
-def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column indices of the pairs j < k of n items (from the cached flat indices)."""
-    flat = _upper_triangle(n)
-    return flat // n, flat % n
+def _ranges(lengths: np.ndarray) -> np.ndarray:
+    """``concatenate([arange(n) for n in lengths])`` without a Python loop."""
+    ends = np.cumsum(lengths)
+    return np.arange(ends[-1] if len(ends) else 0) - np.repeat(ends - lengths, lengths)
+
+
+def _close_pairs(vec: np.ndarray, r2: np.ndarray, seg: np.ndarray, n_mol: int, r_cut: float | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs j < k of the vectors ``vec`` (n, 3) in the same molecule (``seg``, sorted), with their dot products
+    and squared distances ``|vec_j - vec_k|^2``, molecule by molecule in triangle order; with ``r_cut``, only those
+    closer than it. ``r2`` are the squared lengths. Computed on each molecule's Gram matrix (one batched matmul)."""
+    counts = np.bincount(seg, minlength=n_mol)
+    n = int(counts.max()) if len(seg) else 0
+    starts = np.cumsum(counts) - counts
+    local = np.arange(len(seg)) - starts[seg]
+    padded = np.zeros((n_mol, n, 3))
+    padded[seg, local] = vec
+    length2 = np.zeros((n_mol, n))
+    length2[seg, local] = r2
+    gram = padded @ padded.transpose(0, 2, 1)
+    dist2 = (length2[:, :, None] + length2[:, None, :]) - 2.0 * gram
+    index = np.arange(n)
+    mask = (index[:, None] < index[None, :]) & (index[None, None, :] < counts[:, None, None])
+    if r_cut is not None:
+        mask &= dist2 < r_cut**2
+    flat = np.flatnonzero(mask)
+    mol, rest = np.divmod(flat, n * n)
+    j, k = np.divmod(rest, n)
+    return starts[mol] + j, starts[mol] + k, gram.ravel()[flat], np.maximum(dist2.ravel()[flat], 0.0)
+
+
+def _pairs_across(counts_a: np.ndarray, counts_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair (a, b) of an item of list A and one of list B in the same group (``counts_*`` items per group)."""
+    seg_a = np.repeat(np.arange(len(counts_a)), counts_a)
+    n = counts_b[seg_a]
+    a = np.repeat(np.arange(len(seg_a)), n)
+    return a, np.repeat((np.cumsum(counts_b) - counts_b)[seg_a], n) + _ranges(n)
+
+
+def _powers(base: np.ndarray, exponents: np.ndarray) -> dict[float, np.ndarray]:
+    """``base ** e`` for each exponent: repeated squaring for positive integers (no log/exp), ``np.power`` otherwise."""
+    squares = {1: base}
+    out: dict[float, np.ndarray] = {}
+    for e in map(float, exponents):
+        if e in out:
+            continue
+        if e != int(e) or e < 1:
+            out[e] = np.power(base, e)
+            continue
+        result, bit, n = None, 1, int(e)
+        while n:
+            if bit not in squares:
+                squares[bit] = squares[bit // 2] * squares[bit // 2]
+            if n & 1:
+                result = squares[bit] if result is None else result * squares[bit]
+            n >>= 1
+            bit *= 2
+        out[e] = result
+    return out
 
 
 def _cosine_cutoff(r: np.ndarray, r_cut: float) -> np.ndarray:
@@ -419,14 +529,6 @@ def _group_table(groups: tuple[str, ...]) -> np.ndarray:
 
 def _group_names(groups: tuple[str, ...]) -> list[str]:
     return [*(g.replace(",", "") for g in groups), "other"] if groups else []
-
-
-def _upper_triangle(n: int, _cache: dict[int, np.ndarray] = {}) -> np.ndarray:
-    """Flat indices (into an n x n matrix) of the pairs j < k; cached, as the same sizes recur."""
-    if n not in _cache:
-        j, k = np.triu_indices(n, k=1)
-        _cache[n] = j * n + k
-    return _cache[n]
 
 
 #: Named settings. ``xanesnet`` and ``xanesnet-2021`` reproduce the published
