@@ -110,10 +110,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", parents=[common], help="predict spectra of structures")
     p.add_argument("paths", nargs="+", help="structure files or directories of .xyz files")
     p.add_argument("--model", help="model directory (default: the shipped model for the absorber's element)")
-    p.add_argument("--spectrum", default="xanes", choices=["xanes", "xes"], help="which spectrum (selects the shipped model)")
+    p.add_argument("--spectrum", nargs="+", default=["xanes"], choices=["xanes", "xes", "both"],
+                   help="which spectrum (selects the shipped model); several (or 'both') in one pass need --out FILE.h5")
     p.add_argument("--absorber", help="absorbing atom: 0-based index or element symbol (default: the one Ti-Zn metal); "
                                       "an element that occurs several times gives the average over those sites")
-    p.add_argument("--out", default=".", help="directory for NAME.txt files (energy, intensity, std)")
+    p.add_argument("--out", default=".", help="directory for NAME.txt files (energy, intensity, std), or FILE.h5: one "
+                                              "HDF5 file for the whole library (chunked, resumable; see README)")
+    p.add_argument("--workers", type=int, default=1, help="with --out FILE.h5: parallel processes on this machine")
+    p.add_argument("--scheduler", help="with --out FILE.h5: Dask scheduler address: run on that cluster instead "
+                                       "(pip install xanesnet[cluster])")
+    p.add_argument("--chunk-size", type=int, default=512, help="with --out FILE.h5: molecules per chunk (default 512)")
     p.add_argument("--json", help="also write all predictions to this JSON file")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable structures and report them")
     p.add_argument("--plot", action="store_true", help="also draw NAME.png (prediction with its +-2 sigma band) next to each NAME.txt")
@@ -338,8 +344,17 @@ def default_model(element: str, spectrum: str, *, path: str | os.PathLike | None
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from xanesnet.io.results import is_results_path
     from xanesnet.predict import Predictor, write_spectra
 
+    spectra = ["xanes", "xes"] if "both" in args.spectrum else list(dict.fromkeys(args.spectrum))
+    if is_results_path(args.out):
+        return _predict_library(args, spectra)
+    if len(spectra) > 1:
+        raise XanesnetError("several spectra in one pass need one HDF5 output: --out FILE.h5")
+    if args.workers != 1 or args.scheduler:
+        raise XanesnetError("--workers and --scheduler write one HDF5 file: --out FILE.h5")
+    args.spectrum = spectra[0]
     if args.reference and not args.plot:
         raise XanesnetError("--reference needs --plot")
     groups = _model_groups(args)
@@ -390,6 +405,22 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 else "no peak inside the grid")
         print(f"{pred.ids[0]}: {edge}{peak}; model {Path(model).name}{sites}{trust}")
     print(f"wrote {n_written} spectra to {args.out}")
+    return 0
+
+
+def _predict_library(args: argparse.Namespace, spectra: list[str]) -> int:
+    """``predict ... --out FILE.h5``: the whole library into one HDF5 file (xanesnet.screening)."""
+    from xanesnet.screening import predict_library
+
+    for flag in ("json", "plot", "reference", "e0"):
+        if getattr(args, flag):
+            raise XanesnetError(f"--{flag.replace('_', '-')} writes per-molecule files; not with an HDF5 output")
+    summary = predict_library(args.paths, args.out, spectra=spectra, model=args.model,
+                              model_for=None if args.model else default_model, absorber=args.absorber,
+                              skip_bad=args.skip_bad, mc_samples=args.mc_samples, workers=args.workers,
+                              scheduler=args.scheduler, chunk_size=args.chunk_size, progress=not args.no_progress)
+    _report_skipped(summary.skipped)
+    print(summary)
     return 0
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
-import fcntl
 import logging
 import multiprocessing
 import os
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from xanesnet.errors import XanesnetError
+from xanesnet.io.locks import ExclusiveLock
 from xanesnet.io.structures import Structure, find_structure_files, read_structure
 from xanesnet.simulate import store
 from xanesnet.simulate.feff import FeffSettings, MoleculeResult, _check_spectrum, check_structure, import_feff, simulate_molecule
@@ -102,7 +102,7 @@ def simulate(paths: list[str | os.PathLike] | str | os.PathLike, out_h5: str | o
     out_h5 = Path(out_h5)
     summary = SimulationSummary(output=out_h5)
     out_h5.parent.mkdir(parents=True, exist_ok=True)
-    with _exclusive_lock(out_h5):
+    with ExclusiveLock(out_h5, "another simulation run is writing this file"):
         store.clean_stale(out_h5)
         store.ensure_store(out_h5, store.header_for(spectrum, absorber, settings.result_dict()))
         n = store.merge_parts(out_h5)
@@ -166,25 +166,6 @@ def _check_unique_names(files: list[Path]) -> None:
             raise XanesnetError(f"two inputs share the name {path.stem!r} ({seen[path.stem]} and {path}); "
                                 "molecules are keyed by file name", path=path)
         seen[path.stem] = path
-
-
-class _exclusive_lock:
-    """Hold an exclusive ``flock`` on ``OUT.h5.lock`` so two runs never write one file (released on kill)."""
-
-    def __init__(self, out_h5: Path):
-        self.path = out_h5.with_name(out_h5.name + ".lock")
-        self.fd = -1
-
-    def __enter__(self) -> None:
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self.fd)
-            raise XanesnetError("another simulation run is writing this file", path=self.path.with_suffix("")) from None
-
-    def __exit__(self, *exc: object) -> None:
-        os.close(self.fd)  # closing releases the lock
 
 
 def _progress_bar(total: int, enabled: bool) -> Any:

@@ -1,0 +1,35 @@
+"""An exclusive lock beside an output file, so that two runs never write one file."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+from xanesnet.errors import XanesnetError
+
+
+class ExclusiveLock:
+    """Hold an exclusive ``flock`` on ``OUT.lock`` while writing ``OUT`` (the kernel releases it if the process dies).
+
+    ``busy`` is the error message when another process holds it; the error names ``OUT``.
+    """
+
+    def __init__(self, target: str | os.PathLike, busy: str):
+        self.target = Path(target)
+        self.path = self.target.with_name(self.target.name + ".lock")
+        self.busy = busy
+        self.fd = -1
+
+    def __enter__(self) -> "ExclusiveLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            raise XanesnetError(self.busy, path=self.target) from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)  # closing releases the lock
