@@ -21,7 +21,8 @@ def test_benchmark_tiny_writes_report(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "benchmarks.json").read_text())
     sections = results["sections"]
-    assert set(sections) == {"featurize", "predict", "train", "theory"}
+    assert set(sections) == {"featurize", "predict", "screen", "train", "theory"}
+    assert results["commit"]
     assert results["machine"]["nproc"] >= 1 and results["versions"]["torch"]
     report = (out / "benchmarks.md").read_text()
     assert "## Machine and versions" in report and "## Targets" in report
@@ -42,6 +43,12 @@ def test_benchmark_tiny_writes_report(tmp_path):
     assert pred["cli_batch"]["returncode"] == 0 and pred["cli_batch"]["maxrss_mb"] > 0
     train = sections["train"]
     assert len(train["per_fold"]) == 2 and "ratios" in train and not train.get("partial")
+    screen = sections["screen"]
+    assert "error" not in screen, screen.get("error")
+    if "library" in screen:  # the tmQM archive is here: every molecule of the small library is in the one file
+        assert screen["present"] + screen["skipped_bad"] == screen["library"]["n_molecules"] == 12
+        assert all(c["returncode"] == 0 and c["peak_pss_mb"] > 0 for c in screen["memory_curve"])
+    assert screen["featurize_processes"]["ratio_dscribe_over_ours"]["median"] > 0
     theory = sections["theory"]
     if "skipped" not in theory:
         assert theory["feff"]["Fe"]["xanes_s_median"] > 0
