@@ -27,13 +27,14 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from xanesnet.errors import XanesnetError
+from xanesnet.io.files import ExclusiveLock, check_unique_names
 from xanesnet.io.results import ChunkResult, GroupInfo, ModelRows, ResultStore
 from xanesnet.io.structures import Structure, absorber_sites, find_structure_files, read_structure
+from xanesnet.parallel import import_distributed, progress_bar
 
 logger = logging.getLogger(__name__)
 
 SPECTRA = ("xanes", "xes")
-_DASK_HINT = "dask.distributed is not installed; install it with: pip install xanesnet[cluster]"
 
 #: (element symbol, spectrum) -> model directory; raises XanesnetError when there is none.
 ModelFinder = Callable[..., Path]
@@ -118,15 +119,13 @@ def predict_library(paths: Sequence[str | os.PathLike], out: str | os.PathLike, 
     if chunk_size < 1:
         raise XanesnetError(f"chunk size must be a positive integer, got {chunk_size!r}")
     if scheduler is not None:
-        _import_distributed()
+        import_distributed()
     request = Request(spectra=spectra, model=None if model is None else str(Path(model).resolve()), model_for=model_for,
                       absorber=absorber, skip_bad=skip_bad, mc_samples=mc_samples)
     files = find_structure_files(list(paths))
     if not files:
         raise XanesnetError("no structure files found in " + ", ".join(map(str, paths)))
-    _check_unique_names(files)
-
-    from xanesnet.io.locks import ExclusiveLock
+    check_unique_names(files)
 
     out = Path(out)
     summary = ScreenSummary(output=out)
@@ -137,7 +136,7 @@ def predict_library(paths: Sequence[str | os.PathLike], out: str | os.PathLike, 
         summary.already_done = len(files) - len(todo)
         logger.info("%d molecules to predict, %d already in %s", len(todo), summary.already_done, out)
         chunks = [todo[i:i + chunk_size] for i in range(0, len(todo), chunk_size)]
-        bar = _progress_bar(len(todo), progress)
+        bar = progress_bar(len(todo), progress, "predict")
         try:
             run = _run_dask if scheduler is not None else _run_pool if workers > 1 else _run_here
             for result in run(chunks, request, workers=workers, scheduler=scheduler):
@@ -289,17 +288,9 @@ def _run_pool(chunks: list[list[Path]], request: Request, *, workers: int, **_: 
                              chunks, 2 * workers, lambda future: future.result())
 
 
-def _import_distributed() -> Any:
-    try:
-        import distributed
-    except ImportError:
-        raise XanesnetError(_DASK_HINT) from None
-    return distributed
-
-
 def _run_dask(chunks: list[list[Path]], request: Request, *, scheduler: Any, **_: Any) -> Iterator[ChunkResult]:
     """Chunks on a Dask cluster (the structures' bytes are sent along), two per worker thread in flight, in order."""
-    distributed = _import_distributed()
+    distributed = import_distributed()
     if not chunks:
         return
     own_client = not isinstance(scheduler, distributed.Client)
@@ -336,18 +327,3 @@ def _in_order(submit: Callable[[Any], Any], items: list[Any], in_flight: int, co
         if nxt is not None:
             pending.append(submit(nxt))
         yield result
-
-
-def _check_unique_names(files: list[Path]) -> None:
-    seen: dict[str, Path] = {}
-    for path in files:
-        if path.stem in seen:
-            raise XanesnetError(f"two inputs share the name {path.stem!r} ({seen[path.stem]} and {path}); "
-                                "molecules are keyed by file name", path=path)
-        seen[path.stem] = path
-
-
-def _progress_bar(total: int, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="predict", unit="mol", file=sys.stderr, disable=not enabled, dynamic_ncols=True)

@@ -6,21 +6,20 @@ import concurrent.futures as cf
 import logging
 import multiprocessing
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 from xanesnet.errors import XanesnetError
-from xanesnet.io.locks import ExclusiveLock
+from xanesnet.io.files import ExclusiveLock, check_unique_names
 from xanesnet.io.structures import Structure, find_structure_files, read_structure
+from xanesnet.parallel import import_distributed, progress_bar
 from xanesnet.simulate import store
 from xanesnet.simulate.feff import FeffSettings, MoleculeResult, _check_spectrum, check_structure, import_feff, simulate_molecule
 
 logger = logging.getLogger(__name__)
 
-_DASK_HINT = "dask.distributed is not installed; install it with: pip install xanesnet[cluster]"
 
 
 @dataclass
@@ -95,9 +94,9 @@ def simulate(paths: list[str | os.PathLike] | str | os.PathLike, out_h5: str | o
         raise XanesnetError(f"merge_every must be a positive integer, got {merge_every!r}")
     import_feff()  # fail early, with the install hint, before any file is touched
     if scheduler is not None:
-        _import_distributed()
+        import_distributed()
     files = find_structure_files([paths] if isinstance(paths, (str, os.PathLike)) else list(paths))
-    _check_unique_names(files)
+    check_unique_names(files)
 
     out_h5 = Path(out_h5)
     summary = SimulationSummary(output=out_h5)
@@ -134,7 +133,7 @@ def simulate(paths: list[str | os.PathLike] | str | os.PathLike, out_h5: str | o
             todo.append((path, structure))
         logger.info("%d molecules to simulate, %d skipped, %d bad input", len(todo), len(summary.skipped), len(summary.failed))
 
-        bar = _progress_bar(len(todo), progress)
+        bar = progress_bar(len(todo), progress, "FEFF")
         try:
             runs = _run_dask if scheduler is not None else _run_pool
             for (path, structure), result in runs(todo, scheduler=scheduler, workers=workers, absorber=absorber,
@@ -157,21 +156,6 @@ def simulate(paths: list[str | os.PathLike] | str | os.PathLike, out_h5: str | o
     summary.seconds = time.perf_counter() - started
     logger.info("%s", summary)
     return summary
-
-
-def _check_unique_names(files: list[Path]) -> None:
-    seen: dict[str, Path] = {}
-    for path in files:
-        if path.stem in seen:
-            raise XanesnetError(f"two inputs share the name {path.stem!r} ({seen[path.stem]} and {path}); "
-                                "molecules are keyed by file name", path=path)
-        seen[path.stem] = path
-
-
-def _progress_bar(total: int, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="FEFF", unit="mol", file=sys.stderr, disable=not enabled, dynamic_ncols=True)
 
 
 Job = tuple[Path, Structure]
@@ -218,18 +202,10 @@ def _run_pool(todo: list[Job], *, workers: int, absorber: int | str | None, spec
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _import_distributed() -> Any:
-    try:
-        import distributed
-    except ImportError:
-        raise XanesnetError(_DASK_HINT) from None
-    return distributed
-
-
 def _run_dask(todo: list[Job], *, scheduler: Any, absorber: int | str | None, spectrum: str,
               settings: FeffSettings, **_: Any) -> Iterator[tuple[Job, MoleculeResult]]:
     """Yield results as they finish from a Dask cluster, keeping about two jobs per worker thread in flight."""
-    distributed = _import_distributed()
+    distributed = import_distributed()
     if not todo:
         return
     own_client = not isinstance(scheduler, distributed.Client)

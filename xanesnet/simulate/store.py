@@ -40,6 +40,7 @@ import h5py
 import numpy as np
 
 from xanesnet.errors import XanesnetError
+from xanesnet.io.files import durable_replace
 from xanesnet.io.spectra import Spectrum
 from xanesnet.io.structures import Structure
 from xanesnet.simulate.feff import SPECTRA, XMU_COLUMNS, MoleculeResult
@@ -181,19 +182,7 @@ def _parts(out_h5: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if p.name.endswith(_PART_SUFFIX))
 
 
-def _commit(tmp: Path, final: Path) -> None:
-    """fsync ``tmp``, rename it to ``final`` (atomic on POSIX), fsync the directory."""
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, final)
-    fd = os.open(final.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+_commit = durable_replace  # module-level name: tests patch it to kill mid-write
 
 
 def _status_of(group: Any) -> str:

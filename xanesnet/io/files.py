@@ -1,4 +1,4 @@
-"""An exclusive lock beside an output file, so that two runs never write one file."""
+"""Writing output files safely: an exclusive lock per output, durable renames, unique input names."""
 
 from __future__ import annotations
 
@@ -33,3 +33,28 @@ class ExclusiveLock:
 
     def __exit__(self, *exc: object) -> None:
         os.close(self.fd)  # closing releases the lock
+
+
+def durable_replace(tmp: Path, final: Path) -> None:
+    """fsync ``tmp``, rename it to ``final`` (atomic on POSIX), fsync the directory: ``final`` is then complete on disk."""
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, final)
+    fd = os.open(final.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def check_unique_names(files: list[Path]) -> None:
+    """Refuse two input files with the same stem: results are keyed by it."""
+    seen: dict[str, Path] = {}
+    for path in files:
+        if path.stem in seen:
+            raise XanesnetError(f"two inputs share the name {path.stem!r} ({seen[path.stem]} and {path}); "
+                                "molecules are keyed by file name", path=path)
+        seen[path.stem] = path
