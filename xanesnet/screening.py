@@ -179,12 +179,15 @@ def predict_chunk(jobs: Sequence[Job], request: Request) -> ChunkResult:
 
     result = ChunkResult()
     molecules: list[tuple[Structure, list[int], dict[str, str]]] = []  # structure, absorbing atoms, spectrum -> model
+    found: dict[str, dict[str, str]] = {}  # element -> spectrum -> model
     for source, raw in jobs:
         try:
             s = read_structure(source, raw)
             atoms = absorber_sites(s, request.absorber)
             element = chemical_symbols[s.numbers[atoms[0]]]
-            models = {sp: request.model or str(request.model_for(element, sp, path=source)) for sp in request.spectra}
+            if element not in found:
+                found[element] = {sp: request.model or str(request.model_for(element, sp, path=source)) for sp in request.spectra}
+            models = found[element]
         except XanesnetError as exc:
             _skip_or_raise(result, request, Path(source).stem, exc)
             continue

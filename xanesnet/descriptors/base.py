@@ -29,15 +29,10 @@ class Descriptor(ABC):
     #: Bumped whenever the code changes the numbers; part of the feature-cache key.
     revision: int = 1
 
-    @abstractmethod
-    def create_batch(self, structures: Sequence[Structure], absorbers: Sequence[int]
-                     ) -> tuple[np.ndarray, list[XanesnetError | None]]:
-        """Vectors (n, ``n_features``) of atom ``absorbers[i]`` (0-based) of each structure, computed together.
-
-        A structure the descriptor cannot describe (e.g. no neighbour within
-        the cutoff) gets a row of NaN and its error in the returned list
-        (``None`` for the good ones), so one bad molecule does not stop a batch.
-        """
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.create is Descriptor.create and cls.create_batch is Descriptor.create_batch:
+            raise TypeError(f"{cls.__name__} must implement create or create_batch")
 
     def create(self, structure: Structure, absorber: int) -> np.ndarray:
         """Descriptor vector (``n_features``,) of atom ``absorber`` (0-based index)."""
@@ -45,6 +40,25 @@ class Descriptor(ABC):
         if errors[0] is not None:
             raise errors[0]
         return x[0]
+
+    def create_batch(self, structures: Sequence[Structure], absorbers: Sequence[int]
+                     ) -> tuple[np.ndarray, list[XanesnetError | None]]:
+        """Vectors (n, ``n_features``) of atom ``absorbers[i]`` (0-based) of each structure, computed together.
+
+        A structure the descriptor cannot describe (e.g. no neighbour within
+        the cutoff) gets a row of NaN and its error in the returned list
+        (``None`` for the good ones), so one bad molecule does not stop a batch.
+        This default calls :meth:`create` one molecule at a time; descriptors
+        that can vectorise over molecules override it.
+        """
+        out = np.full((len(structures), self.n_features), np.nan)
+        errors: list[XanesnetError | None] = [None] * len(structures)
+        for i, (s, a) in enumerate(zip(structures, absorbers)):
+            try:
+                out[i] = self.create(s, a)
+            except XanesnetError as exc:
+                errors[i] = exc
+        return out, errors
 
     @property
     @abstractmethod

@@ -101,12 +101,14 @@ def parse_xyz(text: str, *, name: str, source: str | None = None) -> Structure:
         raise XanesnetError(f"line 1 should be the atom count, found {lines[0].strip()[:40]!r}", path=where) from None
     if n_atoms < 1:
         raise XanesnetError(f"atom count is {n_atoms}", path=where)
-    rows = [(k + 3, ln) for k, ln in enumerate(lines[2:]) if ln.strip()]
-    if len(rows) != n_atoms:
-        raise XanesnetError(f"line 1 says {n_atoms} atoms but {len(rows)} coordinate rows follow", path=where)
+    n_rows = sum(map(bool, map(str.strip, lines[2:])))  # non-blank rows, counted without a Python loop
+    if n_rows != n_atoms:
+        raise XanesnetError(f"line 1 says {n_atoms} atoms but {n_rows} coordinate rows follow", path=where)
     comment = lines[1] if len(lines) > 1 else ""
     parsed = _parse_rows_fast(lines[2:], n_atoms)
-    numbers, positions = parsed if parsed is not None else _parse_rows(rows, where)
+    if parsed is None:
+        parsed = _parse_rows([(k + 3, ln) for k, ln in enumerate(lines[2:]) if ln.strip()], where)
+    numbers, positions = parsed
     if not np.all(np.isfinite(positions)):
         bad = int(np.argwhere(~np.isfinite(positions))[0, 0])
         raise XanesnetError(f"atom {bad + 1}: coordinate is NaN or infinite", path=where)
@@ -129,7 +131,7 @@ def _parse_rows_fast(body: list[str], n_atoms: int) -> tuple[np.ndarray, np.ndar
         if first[0].isdigit():
             numbers = np.array(list(map(int, first)), dtype=np.int64)
         else:
-            numbers = np.array([_SYMBOL_TO_Z[t] for t in first], dtype=np.int64)
+            numbers = np.array(list(map(_SYMBOL_TO_Z.__getitem__, first)), dtype=np.int64)
     except (ValueError, KeyError):
         return None
     if numbers.min() < 1 or numbers.max() >= len(chemical_symbols):
