@@ -92,7 +92,7 @@ def test_chunks_are_written_as_they_go_and_merged_in_order(tmp_path):
 
     def spy(self, chunk):
         original(self, chunk)
-        added.append(len(list(self.parts.glob("*.h5"))) if self.parts.is_dir() else 0)
+        added.append(len(list(self.parts.glob("*.npz"))) if self.parts.is_dir() else 0)
 
     ResultStore.add = spy
     try:
@@ -119,12 +119,12 @@ def test_store_merges_when_parts_match_the_file_and_never_duplicates(tmp_path):
     out = tmp_path / "s.h5"
     store = ResultStore(out, {"request": "x"}, merge_min_rows=2)
     store.add(synthetic(["a"]))
-    assert len(list(store.parts.glob("*.h5"))) == 1 and store.done_ids() == {"a"}
+    assert len(list(store.parts.glob("*.npz"))) == 1 and store.done_ids() == {"a"}
     store.add(synthetic(["b"]))  # 2 pending >= max(2, 0 in the file): merged
     assert not store.parts.exists() and list(read_results(out)["g"].ids) == ["a", "b"]
     store.add(synthetic(["c"]))  # 1 pending < 2 in the file: waits
     kept = tmp_path / "kept.h5"
-    shutil.copy(next(store.parts.glob("*.h5")), kept)
+    shutil.copy(next(store.parts.glob("*.npz")), kept)
     store.merge()
     # a kill between putting the merged file in place and deleting its parts leaves a part whose rows are in the file
     store.parts.mkdir()
@@ -202,13 +202,13 @@ def on_commit(match, n, after=False):
 if point == "part-before-rename":
     on_commit(lambda final: final.parent.name == "r.h5.parts", 3)
 elif point == "merge-half-appended":  # inside the merge, after some rows went into the temporary copy
-    append = results._append_rows
-    def half(g, rows):
-        append(g, rows)
+    append = results._append_arrays
+    def half(g, arrays):
+        append(g, arrays)
         g.file.flush()
         if ".r.h5." in g.file.filename:
             kill_on(2)
-    results._append_rows = half
+    results._append_arrays = half
 elif point == "merge-before-rename":  # the first commit of r.h5 creates it empty; the second is the merge
     on_commit(lambda final: final.name == "r.h5", 2)
 elif point == "after-rename-before-cleanup":
@@ -257,7 +257,7 @@ def test_sigkill_of_a_running_cli_then_rerun_completes(tmp_path):
         import time
 
         deadline = time.time() + 120
-        while time.time() < deadline and len(list(parts_dir(out).glob("*.h5"))) < 3:
+        while time.time() < deadline and len(list(parts_dir(out).glob("*.npz"))) < 3:
             time.sleep(0.02)
         os.killpg(proc.pid, signal.SIGKILL)
     finally:

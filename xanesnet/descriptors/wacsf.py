@@ -472,15 +472,18 @@ def _close_pairs(vec: np.ndarray, r2: np.ndarray, seg: np.ndarray, n_mol: int, r
     length2 = np.zeros((n_mol, n))
     length2[seg, local] = r2
     gram = padded @ padded.transpose(0, 2, 1)
-    dist2 = (length2[:, :, None] + length2[:, None, :]) - 2.0 * gram
     index = np.arange(n)
-    mask = (index[:, None] < index[None, :]) & (index[None, None, :] < counts[:, None, None])
-    if r_cut is not None:
+    mask = (index[:, None] < index[None, :]) & (index[None, None, :] < counts[:, None, None])  # j < k < count
+    if r_cut is None:
+        mol, j, k = np.nonzero(mask)
+        dot = gram[mol, j, k]
+        dist2 = (length2[mol, j] + length2[mol, k]) - 2.0 * dot
+    else:
+        dist2 = (length2[:, :, None] + length2[:, None, :]) - 2.0 * gram
         mask &= dist2 < r_cut**2
-    flat = np.flatnonzero(mask)
-    mol, rest = np.divmod(flat, n * n)
-    j, k = np.divmod(rest, n)
-    return starts[mol] + j, starts[mol] + k, gram.ravel()[flat], np.maximum(dist2.ravel()[flat], 0.0)
+        mol, j, k = np.nonzero(mask)
+        dot, dist2 = gram[mol, j, k], dist2[mol, j, k]
+    return starts[mol] + j, starts[mol] + k, dot, np.maximum(dist2, 0.0)
 
 
 def _pairs_across(counts_a: np.ndarray, counts_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

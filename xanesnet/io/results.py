@@ -20,15 +20,16 @@ Layout of ``OUT.h5``::
     /skipped/           ids (k,), reasons (k,): molecules skipped as bad input (a rerun does not retry them)
 
 Crash safety. ``OUT.h5`` is never opened for writing in place. Each finished
-chunk of molecules is written as its own small HDF5 file in ``OUT.h5.parts/``
-(under a temporary name, fsync'ed, then renamed: complete or absent). From
-time to time (when the parts hold as many molecules as ``OUT.h5``, so the
-copying adds up to about twice the final size) and at the end, the parts are
-merged: ``OUT.h5`` is copied to a temporary file, the parts are appended to
-the copy, the copy is fsync'ed and renamed over ``OUT.h5``, and only then are
-the parts deleted. A kill at any moment leaves ``OUT.h5`` as before or as
-after a merge, plus complete parts; a rerun skips every molecule in either and
-merges the parts (rows already in ``OUT.h5`` are not added twice).
+chunk of molecules is written as a small ``.npz`` in ``OUT.h5.parts/`` (under
+a temporary name, fsync'ed, then renamed: complete or absent). From time to
+time (when the parts hold as many molecules as ``OUT.h5``, so the copying adds
+up to about twice the final size) and at the end, the parts are merged:
+``OUT.h5`` is copied to a temporary file, the parts' rows are appended to the
+copy (a bounded number of rows at a time), the copy is fsync'ed and renamed
+over ``OUT.h5``, and only then are the parts deleted. A kill at any moment
+leaves ``OUT.h5`` as before or as after a merge, plus complete parts; a rerun
+skips every molecule in either and merges the parts (rows already in
+``OUT.h5`` are not added twice).
 """
 
 from __future__ import annotations
@@ -218,35 +219,41 @@ class ResultStore:
         import h5py
 
         names: set[str] = set()
-        for file in [self.path, *self._part_files()]:
-            try:
-                with h5py.File(file, "r") as f:
-                    for g in f.values():
-                        names.update(g["ids"].asstr()[()])
-            except OSError:
-                continue  # an unreadable part is set aside by the next merge
+        with h5py.File(self.path, "r") as f:
+            for g in f.values():
+                names.update(g["ids"].asstr()[()])
+        for part in self._part_files():
+            for _, rows in _read_part(part):
+                names.update(rows["ids"])
         return names
 
     def _part_files(self) -> list[Path]:
-        return sorted(self.parts.glob("*.h5")) if self.parts.is_dir() else []
+        return sorted(self.parts.glob("*.npz")) if self.parts.is_dir() else []
 
     # -- writing ------------------------------------------------------------------------------------
     def add(self, chunk: ChunkResult) -> None:
         """Write one chunk as a part file (atomically); merge when the parts hold as many rows as the file."""
-        import h5py
-
         if not chunk.groups and not chunk.skipped:
             return
         self.parts.mkdir(parents=True, exist_ok=True)
-        final = self.parts / f"{time.time_ns():020d}-{os.getpid()}.h5"
+        final = self.parts / f"{time.time_ns():020d}-{os.getpid()}.npz"
         tmp = self._temporary(final)
+        arrays: dict[str, np.ndarray] = {}
+        for name, (info, rows) in chunk.groups.items():
+            width = max(len(a) for a in rows.absorber_atoms)
+            atoms = np.full((len(rows), width), -1, dtype=np.int32)
+            for i, a in enumerate(rows.absorber_atoms):
+                atoms[i, :len(a)] = a
+            arrays.update({f"{name}::attrs": np.array(json.dumps(info.attrs)), f"{name}::energy": info.energy,
+                           f"{name}::ids": np.asarray(rows.ids, dtype=str), f"{name}::mean": rows.mean,
+                           f"{name}::std": rows.std, f"{name}::trusted": rows.trusted, f"{name}::score": rows.score,
+                           f"{name}::extrapolation": rows.extrapolation, f"{name}::absorber_atoms": atoms})
+        if chunk.skipped:
+            arrays["skipped::ids"] = np.asarray([i for i, _ in chunk.skipped], dtype=str)
+            arrays["skipped::reasons"] = np.asarray([r for _, r in chunk.skipped], dtype=str)
         try:
-            with h5py.File(tmp, "w", libver=LIBVER) as f:
-                for name, (info, rows) in chunk.groups.items():
-                    g = _create_group(f, name, info)
-                    _append_rows(g, rows)
-                if chunk.skipped:
-                    _append_skipped(_skipped_group(f), chunk.skipped)
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
             _commit(tmp, final)
         finally:
             tmp.unlink(missing_ok=True)
@@ -254,8 +261,11 @@ class ResultStore:
         if self._pending_rows >= max(self.merge_min_rows, self._merged_rows):
             self.merge()
 
-    def merge(self) -> int:
-        """Append every pending part to a copy of the file, put the copy in place, delete the parts; rows added."""
+    def merge(self, *, batch_rows: int = 16384) -> int:
+        """Append every pending part to a copy of the file, put the copy in place, delete the parts; rows added.
+
+        Rows are appended ``batch_rows`` at a time, so memory stays bounded however many parts are pending.
+        """
         import h5py
 
         parts = self._part_files()
@@ -267,8 +277,20 @@ class ResultStore:
             shutil.copyfile(self.path, tmp)
             with h5py.File(tmp, "r+") as f:
                 known = {name: set(g["ids"].asstr()[()]) for name, g in f.items()}
+                pending: dict[str, list[dict[str, Any]]] = {}
+                n_pending = 0
                 for part in parts:
-                    added += self._merge_part(f, part, known)
+                    for name, rows in _read_part(part, set_aside=True):
+                        keep = np.array([i not in known.setdefault(name, set()) for i in rows["ids"]], dtype=bool)
+                        known[name].update(rows["ids"][keep])
+                        if keep.any():
+                            pending.setdefault(name, []).append({k: (v[keep] if k not in ("attrs", "energy") else v)
+                                                                 for k, v in rows.items()})
+                            n_pending += int(keep.sum())
+                    if n_pending >= batch_rows:
+                        added += self._append(f, pending)
+                        pending, n_pending = {}, 0
+                added += self._append(f, pending)
             _commit(tmp, self.path)
         finally:
             tmp.unlink(missing_ok=True)
@@ -283,34 +305,24 @@ class ResultStore:
         logger.info("merged %d part(s), %d rows, into %s", len(parts), added, self.path)
         return added
 
-    def _merge_part(self, f: Any, part: Path, known: dict[str, set[str]]) -> int:
-        import h5py
-
-        try:
-            src = h5py.File(part, "r")
-        except OSError as exc:
-            broken = part.with_name(part.name + ".broken")
-            logger.warning("unreadable part %s (%s); set aside as %s", part, exc, broken.name)
-            os.replace(part, broken)
-            return 0
+    def _append(self, f: Any, pending: dict[str, list[dict[str, Any]]]) -> int:
+        """Append the collected rows of each group (one write per dataset); rows appended."""
         added = 0
-        with src:
-            for name, g in src.items():
-                ids = g["ids"].asstr()[()]
-                seen = known.setdefault(name, set())
-                keep = np.array([i not in seen for i in ids], dtype=bool)
-                if not keep.any():
-                    continue
-                if name == "skipped":
-                    _append_skipped(_skipped_group(f), list(zip(ids[keep], g["reasons"].asstr()[()][keep])))
-                else:
-                    dest = f[name] if name in f else _create_group(f, name, GroupInfo(dict(g.attrs), g["energy"][()]))
-                    if _plain(dest.attrs.get("weights_sha256")) != _plain(g.attrs.get("weights_sha256")):
-                        raise XanesnetError(f"model {name} changed between runs (other weights); use another output file",
-                                            path=self.path)
-                    _append_rows(dest, _rows_from(g, keep))
-                seen.update(ids[keep])
-                added += int(keep.sum())
+        for name, pieces in pending.items():
+            if name == "skipped":
+                _append_skipped(_skipped_group(f), [(i, r) for p in pieces for i, r in zip(p["ids"], p["reasons"])])
+            else:
+                attrs = json.loads(str(pieces[0]["attrs"]))
+                dest = f[name] if name in f else _create_group(f, name, GroupInfo(attrs, pieces[0]["energy"]))
+                if _plain(dest.attrs.get("weights_sha256")) != attrs.get("weights_sha256"):
+                    raise XanesnetError(f"model {name} changed between runs (other weights); use another output file",
+                                        path=self.path)
+                width = max(p["absorber_atoms"].shape[1] for p in pieces)
+                atoms = np.concatenate([np.pad(p["absorber_atoms"], ((0, 0), (0, width - p["absorber_atoms"].shape[1])),
+                                               constant_values=-1) for p in pieces])
+                _append_arrays(dest, {**{k: np.concatenate([p[k] for p in pieces]) for k in _ROW_KEYS},
+                                      "absorber_atoms": atoms})
+            added += sum(len(p["ids"]) for p in pieces)
         return added
 
     @staticmethod
@@ -352,27 +364,41 @@ def _create_group(f: Any, name: str, info: GroupInfo) -> Any:
     return g
 
 
-def _append_rows(g: Any, rows: ModelRows) -> None:
-    n0, n = len(g["ids"]), len(rows)
+_ROW_KEYS = ("ids", "mean", "std", "trusted", "score", "extrapolation")
+
+
+def _append_arrays(g: Any, arrays: dict[str, np.ndarray]) -> None:
+    """Append rows to every dataset of a group (absorber_atoms widened when needed)."""
+    n0, n = len(g["ids"]), len(arrays["ids"])
     if n == 0:
         return
-    width = max(g["absorber_atoms"].shape[1], max(len(a) for a in rows.absorber_atoms))
-    atoms = np.full((n, width), -1, dtype=np.int32)
-    for i, a in enumerate(rows.absorber_atoms):
-        atoms[i, :len(a)] = a
-    g["absorber_atoms"].resize(width, axis=1)
-    for key, value in (("ids", np.asarray(rows.ids, dtype=object)), ("mean", rows.mean), ("std", rows.std),
-                       ("trusted", rows.trusted), ("score", rows.score), ("extrapolation", rows.extrapolation),
-                       ("absorber_atoms", atoms)):
+    atoms = arrays["absorber_atoms"]
+    if atoms.shape[1] > g["absorber_atoms"].shape[1]:
+        g["absorber_atoms"].resize(atoms.shape[1], axis=1)
+    elif atoms.shape[1] < g["absorber_atoms"].shape[1]:
+        atoms = np.pad(atoms, ((0, 0), (0, g["absorber_atoms"].shape[1] - atoms.shape[1])), constant_values=-1)
+    for key in (*_ROW_KEYS, "absorber_atoms"):
+        value = atoms if key == "absorber_atoms" else arrays[key]
         d = g[key]
         d.resize(n0 + n, axis=0)
-        d[n0:] = value
+        d[n0:] = value.astype(object) if key == "ids" else value
 
 
-def _rows_from(g: Any, keep: np.ndarray) -> ModelRows:
-    return ModelRows(ids=list(g["ids"].asstr()[()][keep]), mean=g["mean"][()][keep], std=g["std"][()][keep],
-                     trusted=g["trusted"][()][keep], score=g["score"][()][keep], extrapolation=g["extrapolation"][()][keep],
-                     absorber_atoms=[a[a >= 0] for a in g["absorber_atoms"][()][keep]])
+def _read_part(part: Path, *, set_aside: bool = False) -> list[tuple[str, dict[str, np.ndarray]]]:
+    """The groups of one part file: (name, arrays); an unreadable part gives none (set aside when asked)."""
+    try:
+        with np.load(part, allow_pickle=False) as data:
+            groups: dict[str, dict[str, np.ndarray]] = {}
+            for key in data.files:
+                name, field_name = key.split("::", 1)
+                groups.setdefault(name, {})[field_name] = data[key]
+    except (OSError, ValueError, EOFError) as exc:
+        if set_aside:
+            broken = part.with_name(part.name + ".broken")
+            logger.warning("unreadable part %s (%s); set aside as %s", part, exc, broken.name)
+            os.replace(part, broken)
+        return []
+    return list(groups.items())
 
 
 def _skipped_group(f: Any) -> Any:

@@ -298,8 +298,10 @@ def find_structure_files(paths: list[str | os.PathLike]) -> list[Path]:
     """
     found: list[Path] = []
     for p in map(Path, paths):
-        if p.is_dir():
-            found.extend(sorted(q for q in p.iterdir() if q.suffix.lower() in _XYZ_SUFFIXES and q.is_file()))
+        if p.is_dir():  # sorted by name (strings: sorting Path objects is slow for big libraries)
+            with os.scandir(p) as entries:
+                names = sorted(e.name for e in entries if os.path.splitext(e.name)[1].lower() in _XYZ_SUFFIXES and e.is_file())
+            found.extend(p / name for name in names)
         elif p.exists():
             found.append(p)
         else:
