@@ -1,13 +1,17 @@
-"""Transfer from FEFF to FDMNES: pretrain on FEFF10 Fe K-edge XANES, fine-tune on the FDMNES Fe set; learning curves.
+"""Transfer from FEFF to FDMNES: pretrain on FEFF10 K-edge XANES, fine-tune on the FDMNES Fe set; learning curves.
 
-Pretraining data: every FEFF10 Fe XANES we have (``../shared/data/feff_3d/Fe``,
-``../shared/data/feff_3d_more/Fe`` and the committed ``data/feff_extra/Fe.npz``),
-with the 1 eV Lorentzian of the shipped FEFF models, moved onto the FDMNES
-energy scale by one global shift (the median FDMNES E0 minus the median FEFF E0,
-so the chemical shifts between molecules are kept) and put on the FDMNES grid
-(7097-7172 eV, 226 points; FEFF starts 7108-7109 eV, below that its first value
-is repeated: the flat pre-edge). Complexes whose CSD refcode is also in the
-FDMNES validation split or held-out 10% are left out of pretraining.
+Pretraining data: every FEFF10 XANES we have of Fe (arm ``finetuned``) or of
+all nine metals Ti-Zn (arm ``finetuned_all``): ``../shared/data/feff_3d/<M>``,
+``../shared/data/feff_3d_more/<M>`` and the committed ``data/feff_extra/<M>.npz``,
+with the 1 eV Lorentzian of the shipped FEFF models, each metal moved onto the
+FDMNES Fe energy scale by one shift (the median FDMNES Fe E0 minus that metal's
+median FEFF E0, so the chemical shifts between molecules are kept) and put on
+the FDMNES grid (7097-7172 eV, 226 points; FEFF starts 12-20 eV below its
+edge, FDMNES 30 eV: below its first point a FEFF spectrum's first value is
+repeated, the flat pre-edge). The descriptor does not name the absorbing
+element, so the all-metal pretraining learns a metal-averaged map. Complexes
+whose CSD refcode is also in the FDMNES validation split or held-out 10% are
+left out of pretraining.
 
 Curves: the non-held-out FDMNES spectra are split once (seed 12345) into a
 validation split (``--val-fraction``) that scores every run and a pool; each
@@ -15,11 +19,12 @@ seed draws nested training subsets of ``--sizes`` from the pool. Per size and
 seed, one single MLP (the shipped model's descriptor, architecture and training
 settings, epochs capped at ``--epochs``) is trained from random weights
 ("scratch") and one from the FEFF-pretrained weights of the same seed
-("fine-tuned"); both refit the scalers on their own data, so they differ only
+per pretraining source; both refit the scalers on their own data, so they differ only
 in the starting weights. The fixed held-out 10% is never used here.
 
 Writes ``docs/transfer.json`` after every run (re-running skips finished runs)
-and ``docs/transfer.md``; ``--pretrain-out DIR`` also saves an ensemble of
+and the tables of ``docs/transfer.md`` (below its marker line; ``--markdown-only``
+rewrites them from the JSON alone); ``--pretrain-out DIR`` also saves an ensemble of
 ``--ensemble`` FEFF-pretrained members (seeds 0..) for ``xanesnet train --init-from``.
 
     python scripts/transfer_fe.py [--sizes 250 500 1000 2000 0] [--seeds 0 1 2] [--pretrain-out DIR]
@@ -35,15 +40,14 @@ from pathlib import Path
 
 import numpy as np
 
-from export_feff_extra import EXTRA_DIR, read_feff_extra
 from fe_data import ARCHIVE, ROOT, SHARED, cache_dir, fe_data_dir
 
 from xanesnet.analysis.metrics import evaluate_spectra
 from xanesnet.config import Config
 from xanesnet.data.dataset import heldout_mask
+from xanesnet.data.feff import load_feff
 from xanesnet.descriptors import descriptor_from_dict
-from xanesnet.io.spectra import read_spectrum
-from xanesnet.io.structures import read_structure, resolve_absorber
+from xanesnet.io.structures import FIRST_ROW_TM
 from xanesnet.pipeline import TrainingSet, build_training_set
 from xanesnet.spectra import process
 from xanesnet.spectra.edge import edge_energy
@@ -51,6 +55,8 @@ from xanesnet.spectra.edge import edge_energy
 #: the broadening of the shipped FEFF XANES models (scripts/train_feff_models.py)
 FEFF_BROADENING = {"kind": "lorentzian", "width": 1.0}
 SPLIT_SEED = 12345
+#: fine-tuned arms and the FEFF metals they are pretrained on (all on the Fe FDMNES grid, each metal shifted by its edge)
+SOURCES = {"finetuned": ["Fe"], "finetuned_all": list(FIRST_ROW_TM)}
 
 
 def refcode(name: str) -> str:
@@ -65,24 +71,14 @@ def commit() -> str:
         return "unknown"
 
 
-def feff_fe(config: Config, shared: Path = SHARED) -> tuple[list[str], np.ndarray, list]:
-    """Names, descriptor rows and broadened (unshifted) spectra of every FEFF10 Fe XANES."""
+def feff_xanes(metal: str, config: Config, shared: Path = SHARED) -> tuple[list[str], np.ndarray, list]:
+    """Names, descriptor rows and broadened (unshifted) spectra of every FEFF10 XANES of one metal."""
     descriptor = descriptor_from_dict(config.descriptor)
-    items = []
-    for d in (shared / "feff_3d" / "Fe", shared / "feff_3d_more" / "Fe"):
-        for dat in sorted((d / "xanes").glob("*.dat")):
-            xyz = d / "xyz" / f"{dat.stem}.xyz"
-            if xyz.is_file():
-                items.append((dat.stem, read_structure(xyz), None, read_spectrum(dat, fmt="feff")))
-    items += [(s.structure.name, s.structure, s.absorber, s.spectrum) for s in read_feff_extra(EXTRA_DIR / "Fe.npz", "xanes")]
-    names, rows, spectra, seen = [], [], [], set()
-    for name, structure, absorber, spectrum in items:
-        if name in seen:
-            continue
-        seen.add(name)
-        names.append(name)
-        rows.append(descriptor.create(structure, resolve_absorber(structure, absorber)))
-        spectra.append(process(spectrum, {"broadening": FEFF_BROADENING}))
+    names, rows, spectra = [], [], []
+    for _, sim in load_feff(metal, "xanes", shared=shared).molecules():
+        names.append(sim.structure.name)
+        rows.append(descriptor.create(sim.structure, sim.absorber))
+        spectra.append(process(sim.spectrum, {"broadening": FEFF_BROADENING}))
     return names, np.vstack(rows), spectra
 
 
@@ -112,15 +108,22 @@ def score(trained, x: np.ndarray, y: np.ndarray, energy: np.ndarray) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shared", type=Path, default=SHARED, help="the reference data directory (../shared/data)")
-    ap.add_argument("--sizes", type=int, nargs="+", default=[250, 500, 1000, 2000, 0], help="training-set sizes (0: the whole pool)")
+    ap.add_argument("--sizes", type=int, nargs="*", default=[250, 500, 1000, 2000, 0], help="training-set sizes (0: the whole pool)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--epochs", type=int, default=400, help="epoch cap (early stopping usually ends sooner)")
     ap.add_argument("--val-fraction", type=float, default=0.15, help="share of the non-held-out spectra that scores the runs")
+    ap.add_argument("--arms", nargs="+", default=["scratch", *SOURCES], choices=["scratch", *SOURCES],
+                    help="scratch, finetuned (pretrained on FEFF Fe), finetuned_all (on FEFF Ti-Zn)")
     ap.add_argument("--pretrain-out", type=Path, help="also save an ensemble pretrained on FEFF here (for --init-from)")
+    ap.add_argument("--pretrain-arm", default="finetuned", choices=list(SOURCES), help="which pretraining data --pretrain-out uses")
     ap.add_argument("--ensemble", type=int, default=5, help="members of the --pretrain-out ensemble")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--report", type=Path, default=ROOT / "docs" / "transfer.json")
+    ap.add_argument("--markdown-only", action="store_true", help="only rewrite the tables of the report from its JSON")
     args = ap.parse_args()
+    if args.markdown_only:
+        write_markdown(json.loads(args.report.read_text()), args.report.with_suffix(".md"))
+        return
     import torch
 
     from xanesnet.training import train
@@ -140,58 +143,78 @@ def main() -> None:
     val, pool = np.sort(perm[:n_val]), perm[n_val:]
     x_val, y_val, energy = fd.x[val], fd.y[val], fd.energy
 
-    names, x_feff, feff_spectra = feff_fe(base, args.shared)
     excluded = {refcode(fd.ids[i]) for i in np.concatenate([val, np.flatnonzero(test)])}
-    keep = np.array([refcode(n) not in excluded for n in names])
-    feff_e0 = float(np.median([s.e0 for s in feff_spectra]))
+    excluded_final = {refcode(fd.ids[i]) for i in np.flatnonzero(test)}
     fd_e0 = float(np.median([edge_energy(_spectrum(energy, y)) for y in fd.y[pool]]))
-    shift = fd_e0 - feff_e0
-    y_feff = on_fdmnes_grid(feff_spectra, energy, shift)
-    x_pre, y_pre = x_feff[keep], y_feff[keep]
-    print(f"FDMNES: {len(fd.ids)} spectra, held-out {int(test.sum())}, validation {len(val)}, pool {len(pool)}; "
-          f"FEFF Fe: {len(names)} spectra, {int((~keep).sum())} left out (refcode in validation/held-out), "
-          f"shift {shift:+.2f} eV (E0 FDMNES {fd_e0:.2f}, FEFF {feff_e0:.2f})", flush=True)
+    metals = sorted({m for arm in args.arms if arm in SOURCES for m in SOURCES[arm]} | {"Fe"}, key=FIRST_ROW_TM.index)
+    feff, feff_report = {}, {}
+    for metal in metals:
+        names, x_m, spectra = feff_xanes(metal, base, args.shared)
+        e0 = float(np.median([s.e0 for s in spectra]))
+        shift = fd_e0 - e0
+        feff[metal] = (names, x_m, on_fdmnes_grid(spectra, energy, shift))
+        left_out = sum(refcode(n) in excluded for n in names)
+        feff_report[metal] = {"n": len(names), "left_out": left_out, "e0_median": e0, "shift_ev": shift}
+        print(f"FEFF {metal}: {len(names)} spectra, {left_out} left out (refcode in the FDMNES validation/held-out), "
+              f"shift {shift:+.2f} eV (E0 FDMNES Fe {fd_e0:.2f}, FEFF {e0:.2f})", flush=True)
+
+    def pretraining_set(arm: str, leave_out: set[str]) -> TrainingSet:
+        parts = [feff[m] for m in SOURCES[arm]]
+        ids = [n for names, _, _ in parts for n in names]
+        keep = np.array([refcode(n) not in leave_out for n in ids])
+        return TrainingSet(ids=[i for i, k in zip(ids, keep) if k], x=np.vstack([p[1] for p in parts])[keep],
+                           y=np.vstack([p[2] for p in parts])[keep], energy=energy)
+
+    print(f"FDMNES: {len(fd.ids)} spectra, held-out {int(test.sum())}, validation {len(val)}, pool {len(pool)}", flush=True)
+    report.pop("feff", None)
     report.update({
         "fdmnes": {"n": len(fd.ids), "heldout": int(test.sum()), "validation": int(len(val)), "pool": int(len(pool)),
                    "val_fraction": args.val_fraction, "split_seed": SPLIT_SEED, "e0_median": fd_e0},
-        "feff": {"n": len(names), "left_out": int((~keep).sum()), "pretrain": int(keep.sum()), "e0_median": feff_e0,
-                 "shift_ev": shift, "broadening": FEFF_BROADENING},
+        "feff_xanes": {**report.get("feff_xanes", {}), **feff_report},
+        "feff_broadening": FEFF_BROADENING,
+        "sources": SOURCES,
         "settings": {"descriptor": "default (the shipped model's)", "model": base.model, "ensemble": 1, "epochs_cap": args.epochs,
                      "training": {k: v for k, v in single_config(0, args.epochs).training.__dict__.items()}},
         "mean_spectrum_val_mse": float(np.mean((y_val - fd.y[pool].mean(0)) ** 2)),
     })
+    if "0" in report.get("pretrain", {}):  # written before there were several pretraining sources
+        report["pretrain"] = {"finetuned": report["pretrain"]}
 
     def save() -> None:
         report["runs"] = sorted(runs, key=lambda r: (r["size"] or 10**9, r["seed"], r["arm"]))
         report["commit"] = commit()
         args.report.write_text(json.dumps(report, indent=1))
+        write_markdown(report, args.report.with_suffix(".md"))
 
     pretrained = {}
-    for seed in args.seeds:
-        t0 = time.perf_counter()
-        p = train(x_pre, y_pre, single_config(seed, args.epochs), progress=False)
-        pretrained[seed] = p.members[0].state_dict()
-        report.setdefault("pretrain", {})[str(seed)] = {**p.history[0], "seconds": time.perf_counter() - t0,
-                                                         "fdmnes_val": score(p, x_val, y_val, energy)}
-        print(f"pretrained seed {seed}: {p.history[0]} in {time.perf_counter() - t0:.0f} s", flush=True)
-    save()
+    for arm in [a for a in args.arms if a in SOURCES]:
+        pre = pretraining_set(arm, excluded)
+        for seed in args.seeds:
+            t0 = time.perf_counter()
+            p = train(pre.x, pre.y, single_config(seed, args.epochs), progress=False)
+            pretrained[arm, seed] = p.members[0].state_dict()
+            report.setdefault("pretrain", {}).setdefault(arm, {})[str(seed)] = {
+                **p.history[0], "n": len(pre.ids), "seconds": time.perf_counter() - t0, "fdmnes_val": score(p, x_val, y_val, energy)}
+            print(f"pretrained {arm} seed {seed} on {len(pre.ids)} FEFF spectra: {p.history[0]} in {time.perf_counter() - t0:.0f} s",
+                  flush=True)
+        save()
 
     for size in args.sizes:
         for seed in args.seeds:
             order = np.random.default_rng(seed).permutation(pool)
             sub = np.sort(order[:size] if size else order)
-            for arm in ("scratch", "finetuned"):
+            for arm in args.arms:
                 if (arm, size, seed) in done:
                     continue
                 t0 = time.perf_counter()
-                init = [pretrained[seed]] if arm == "finetuned" else None
+                init = [pretrained[arm, seed]] if arm in SOURCES else None
                 trained = train(fd.x[sub], fd.y[sub], single_config(seed, args.epochs), init=init, progress=False)
                 row = {"arm": arm, "size": size, "n_train": int(len(sub)), "seed": seed, **score(trained, x_val, y_val, energy),
                        "best_epoch": trained.history[0]["best_epoch"], "epochs_run": trained.history[0]["epochs_run"],
                        "seconds": round(time.perf_counter() - t0, 1)}
                 runs.append(row)
                 save()
-                print(f"{arm:9s} n={len(sub):4d} seed {seed}: val MSE {row['mse']:.3e}, peak median {row['peak_ev_median']:.2f} eV, "
+                print(f"{arm:13s} n={len(sub):4d} seed {seed}: val MSE {row['mse']:.3e}, peak median {row['peak_ev_median']:.2f} eV, "
                       f"epochs {row['epochs_run']}, {row['seconds']:.0f} s", flush=True)
 
     if args.pretrain_out:
@@ -200,12 +223,98 @@ def main() -> None:
         config = Config(seed=0)
         config.training.ensemble = args.ensemble
         config.training.epochs = args.epochs
-        keep_final = np.array([refcode(n) not in {refcode(fd.ids[i]) for i in np.flatnonzero(test)} for n in names])
-        data = TrainingSet(ids=[n for n, k in zip(names, keep_final) if k], x=x_feff[keep_final], y=y_feff[keep_final], energy=energy)
+        data = pretraining_set(args.pretrain_arm, excluded_final)
         train_model(data, config, args.pretrain_out, progress=False,
                     metadata={"element": "Fe", "edge": "K", "spectrum": "xanes",
-                              "reference": f"FEFF10 Fe K-edge XANES (1 eV Lorentzian), shifted {shift:+.2f} eV onto the FDMNES grid"})
-        print(f"saved the FEFF-pretrained ensemble ({int(keep_final.sum())} spectra) to {args.pretrain_out}")
+                              "reference": f"FEFF10 K-edge XANES of {', '.join(SOURCES[args.pretrain_arm])} (1 eV Lorentzian), "
+                                           "each metal shifted onto the FDMNES Fe grid by its median edge"})
+        print(f"saved the FEFF-pretrained ensemble ({len(data.ids)} spectra) to {args.pretrain_out}")
+
+
+ARM_LABELS = {"scratch": "scratch", "finetuned": "fine-tuned from FEFF Fe", "finetuned_all": "fine-tuned from FEFF Ti-Zn"}
+MARKER = "<!-- generated by scripts/transfer_fe.py from docs/transfer.json; do not edit below -->"
+
+
+def curve(report: dict) -> dict[str, dict[int, dict]]:
+    """Per arm and training-set size (0: all): n_train, mean and std over seeds of the validation MSE and peak error."""
+    out: dict[str, dict[int, dict]] = {}
+    for arm in ARM_LABELS:
+        rows = [r for r in report.get("runs", []) if r["arm"] == arm]
+        for size in sorted({r["size"] for r in rows}, key=lambda s: s or 10**9):
+            sel = [r for r in rows if r["size"] == size]
+            mse = np.array([r["mse"] for r in sel])
+            out.setdefault(arm, {})[size] = {"n_train": sel[0]["n_train"], "seeds": len(sel), "mse": float(mse.mean()),
+                                             "mse_std": float(mse.std()), "peak": float(np.mean([r["peak_ev_median"] for r in sel])),
+                                             "by_seed": {r["seed"]: r["mse"] for r in sel}}
+    return out
+
+
+def equivalent_size(scratch: dict[int, dict], mse: float) -> float | None:
+    """Training-set size at which the scratch curve (log-log interpolation) reaches ``mse``; None outside it."""
+    pts = sorted((v["n_train"], v["mse"]) for v in scratch.values())
+    for (n0, m0), (n1, m1) in zip(pts, pts[1:]):
+        if m1 <= mse <= m0:
+            t = np.log(m0 / mse) / np.log(m0 / m1)
+            return float(np.exp(np.log(n0) + t * np.log(n1 / n0)))
+    return None
+
+
+def report_markdown(report: dict) -> str:
+    """The generated part of docs/transfer.md: data, learning curves, what pretraining is worth in FDMNES spectra."""
+    c = curve(report)
+    scratch = c.get("scratch", {})
+    arms = [a for a in ARM_LABELS if a in c]
+    lines = [MARKER, "", f"Commit of the run: `{report.get('commit', 'unknown')[:12]}`. Validation split: "
+             f"{report['fdmnes']['validation']} FDMNES spectra (the held-out 10%, {report['fdmnes']['heldout']}, is not used); "
+             f"predicting the mean training spectrum gives a validation MSE of {report['mean_spectrum_val_mse']:.3e}.", "",
+             "Pretraining data (FEFF10 XANES, 1 eV Lorentzian, shifted by the difference of median edge energies):", "",
+             "| metal | spectra | left out (refcode in the FDMNES validation or held-out set) | shift (eV) |", "|---|---|---|---|"]
+    for metal, f in report["feff_xanes"].items():
+        lines.append(f"| {metal} | {f['n']} | {f['left_out']} | {f['shift_ev']:+.2f} |")
+    lines += ["", "Pretrained networks used as they are (no fine-tuning; their scalers are FEFF's) on the FDMNES "
+              "validation split, mean over seeds:", ""]
+    for arm, seeds in report.get("pretrain", {}).items():
+        mses = [v["fdmnes_val"]["mse"] for v in seeds.values()]
+        n = sum(report["feff_xanes"][m]["n"] - report["feff_xanes"][m]["left_out"] for m in SOURCES[arm])
+        lines.append(f"- {ARM_LABELS[arm]} ({n} spectra): MSE {np.mean(mses):.3e}")
+    head = "| FDMNES training spectra | " + " | ".join(f"{ARM_LABELS[a]}: validation MSE (mean ± std, seeds)" for a in arms)
+    head += " | " + " | ".join(f"{ARM_LABELS[a]} / scratch" for a in arms if a != "scratch")
+    head += " | " + " | ".join(f"seeds where {ARM_LABELS[a]} is better" for a in arms if a != "scratch")
+    head += " | main-peak error median (eV), " + " / ".join(ARM_LABELS[a] for a in arms) + " |"
+    lines += ["", "Learning curves (single MLPs; MSE on the validation split):", "", head,
+              "|" + "---|" * (1 + len(arms) + 2 * (len(arms) - 1) + 1)]
+    for size, v in scratch.items():
+        cells = [f"{c[a][size]['mse']:.3e} ± {c[a][size]['mse_std']:.1e} ({c[a][size]['seeds']})" if size in c[a] else "-"
+                 for a in arms]
+        ratios = [f"{c[a][size]['mse'] / v['mse']:.3f}" if size in c[a] else "-" for a in arms if a != "scratch"]
+        ratios += [f"{sum(m < v['by_seed'][k] for k, m in c[a][size]['by_seed'].items())} of {c[a][size]['seeds']}"
+                   if size in c[a] else "-" for a in arms if a != "scratch"]
+        peaks = " / ".join(f"{c[a][size]['peak']:.2f}" if size in c[a] else "-" for a in arms)
+        lines.append(f"| {v['n_train']}{' (all)' if size == 0 else ''} | " + " | ".join(cells + ratios) + f" | {peaks} |")
+    lines += ["", "What the pretraining is worth, in FDMNES spectra: the size at which the scratch curve (log-log "
+              "interpolation) reaches the fine-tuned MSE, minus the fine-tuned run's own size (- where the fine-tuned "
+              "MSE is outside the scratch curve's range).", ""]
+    for a in arms:
+        if a == "scratch":
+            continue
+        worth = []
+        for size, v in c[a].items():
+            eq = equivalent_size(scratch, v["mse"])
+            worth.append(f"{v['n_train']}: " + ("-" if eq is None else f"{eq - v['n_train']:+.0f}"))
+        lines.append(f"- {ARM_LABELS[a]}: " + ", ".join(worth))
+    pts = sorted((v["n_train"], v["mse"]) for v in scratch.values())
+    if len(pts) >= 2:
+        (n0, m0), (n1, m1) = pts[-2:]
+        b = np.log(m0 / m1) / np.log(n1 / n0)
+        lines += ["", f"Slope of the scratch curve between its two largest sizes: MSE ~ n^-{b:.2f}; at that slope a 10% "
+                  f"lower MSE than with {n1} spectra needs about {n1 * 0.9 ** (-1 / b):.0f} FDMNES training spectra."]
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(report: dict, path: Path) -> None:
+    """Replace the generated part of ``path`` (below :data:`MARKER`), keeping the text above it."""
+    head = path.read_text().split(MARKER)[0] if path.is_file() else "# Transfer from FEFF10 to FDMNES (Fe K-edge XANES)\n\n"
+    path.write_text(head + report_markdown(report))
 
 
 def _spectrum(energy: np.ndarray, y: np.ndarray):

@@ -1,0 +1,36 @@
+"""docs/transfer.md is in step with docs/transfer.json (both from scripts/transfer_fe.py), and the curves are complete."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import transfer_fe  # noqa: E402
+
+
+def test_report_tables_come_from_the_json():
+    report = json.loads((ROOT / "docs" / "transfer.json").read_text())
+    text = (ROOT / "docs" / "transfer.md").read_text()
+    assert transfer_fe.MARKER in text
+    assert text.split(transfer_fe.MARKER)[1] == transfer_fe.report_markdown(report).split(transfer_fe.MARKER)[1]
+
+
+def test_curves_have_every_size_for_scratch_and_fine_tuned_with_three_seeds():
+    report = json.loads((ROOT / "docs" / "transfer.json").read_text())
+    curve = transfer_fe.curve(report)
+    for arm in ("scratch", "finetuned"):
+        assert sorted(curve[arm]) == [0, 250, 500, 1000, 2000]
+        assert all(v["seeds"] == 3 for v in curve[arm].values())
+    assert curve["scratch"][0]["n_train"] == report["fdmnes"]["pool"]
+
+
+def test_equivalent_size_interpolates_the_scratch_curve():
+    scratch = {100: {"n_train": 100, "mse": 4.0}, 400: {"n_train": 400, "mse": 1.0}}
+    assert transfer_fe.equivalent_size(scratch, 2.0) == pytest.approx(200.0)  # halfway in log-log
+    assert transfer_fe.equivalent_size(scratch, 0.5) is None
