@@ -312,12 +312,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _train_inverse(args: argparse.Namespace, config) -> int:
     """``train --inverse``: the spectrum -> first-shell model (model and training settings from the config and flags)."""
-    from xanesnet.inverse import InverseInput, build_inverse_set, train_inverse
+    from xanesnet.inverse import INVERSE_MODEL_SETTINGS, InverseInput, build_inverse_set, train_inverse
 
     if not (args.xyz and args.spectra):
         raise XanesnetError("--inverse needs --xyz DIR and --spectra DIR")
     if not args.config and args.model_kind is None:
-        config.model = {"kind": "mlp", "hidden": [512, 512], "activation": "silu", "dropout": 0.1}
+        config.model = dict(INVERSE_MODEL_SETTINGS)
     inputs = InverseInput()
     data = build_inverse_set(args.xyz, args.spectra, inputs, absorber=args.absorber, spectrum_format=args.spectrum_format,
                              skip_bad=args.skip_bad, progress=not args.no_progress)
