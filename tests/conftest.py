@@ -25,6 +25,19 @@ def shared_data(*parts: str) -> Path:
     return path
 
 
+def copy_fe_sample(root: Path, n: int) -> Path:
+    """The first ``n`` molecules of the Fe sample, copied to ``root/xyz`` and ``root/xanes``; returns ``root``."""
+    import shutil
+
+    sample = shared_data("fe_k_fdmnes_sample")
+    for sub in ("xyz", "xanes"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    for p in sorted((sample / "xyz").glob("*.xyz"))[:n]:
+        shutil.copy(p, root / "xyz" / p.name)
+        shutil.copy(sample / "xanes" / f"{p.stem}.txt", root / "xanes" / f"{p.stem}.txt")
+    return root
+
+
 @pytest.fixture(scope="session")
 def fe_sample() -> Path:
     """The 99-molecule Fe sample (xyz/ and xanes/), unpacked."""

@@ -151,15 +151,9 @@ def test_match_bad_input_is_one_line_and_exit_2(candidates, tmp_path, capsys):
 @pytest.fixture(scope="module")
 def inverse_model(tmp_path_factory):
     """An inverse model trained in seconds on 40 Fe complexes of the shared sample (through the command line)."""
-    from conftest import shared_data
+    from conftest import copy_fe_sample
 
-    sample = shared_data("fe_k_fdmnes_sample")
-    root = tmp_path_factory.mktemp("inverse")
-    for sub in ("xyz", "xanes"):
-        (root / sub).mkdir()
-    for p in sorted((sample / "xyz").glob("*.xyz"))[:40]:
-        shutil.copy(p, root / "xyz" / p.name)
-        shutil.copy(sample / "xanes" / f"{p.stem}.txt", root / "xanes" / p.with_suffix(".txt").name)
+    root = copy_fe_sample(tmp_path_factory.mktemp("inverse"), 40)
     (root / "config.json").write_text(json.dumps({"model": {"kind": "mlp", "hidden": [32], "dropout": 0.0},
                                                   "training": {"epochs": 8, "patience": 4, "ensemble": 2}}))
     code = main(["train", "--inverse", "--xyz", str(root / "xyz"), "--spectra", str(root / "xanes"), "--out",
@@ -212,3 +206,4 @@ def test_invert_bad_input_is_one_line_and_exit_2(inverse_model, tmp_path, capsys
     code, _, err = run(["invert", str(spec), "--model", str(inverse_model / "xyz"), "--out", str(out)], capsys)
     assert code == 2 and "not a model directory" in err
     assert not out.exists()
+
