@@ -1,5 +1,5 @@
 """From spectrum to structure: the first-shell rule, shift and scale recovery in `match`, the inverse model's
-round trip and invariances, both commands' tables, and their one-line errors."""
+round trip and invariances, both commands' tables, their one-line errors, and docs/inverse.md against its JSON."""
 
 from __future__ import annotations
 
@@ -207,3 +207,16 @@ def test_invert_bad_input_is_one_line_and_exit_2(inverse_model, tmp_path, capsys
     assert code == 2 and "not a model directory" in err
     assert not out.exists()
 
+
+# --- the report ------------------------------------------------------------------------------------------------------
+def test_docs_inverse_match_their_json():
+    report = json.loads((ROOT / "docs" / "inverse.json").read_text())
+    doc = (ROOT / "docs" / "inverse.md").read_text()
+    assert f"commit `{report['commit'][:10]}`" in doc
+    for r in [*report["invert"].values(), report["small_250"]]:
+        assert f"| {r['cn_exact']:.3f} | {r['cn_within_1']:.3f} | {r['r1_mae']:.4f} | {r['r1_coverage_1sigma']:.3f} | " \
+               f"{r['r1_coverage_2sigma']:.3f} |" in doc
+    for r in report["match"].values():
+        assert f"| {r['top1']:.3f} | {r['top3']:.3f} | {r['mean_rank']:.2f} |" in doc
+    b = report["baselines"]
+    assert f"| {b['most_common_cn_exact']:.3f} | | {b['training_mean_r1_mae']:.4f} |" in doc
