@@ -230,3 +230,29 @@ def test_e0_with_an_absolute_model_is_an_error(tiny_model, tmp_path, capsys):
                         "--e0", "7125"], capsys)
     assert code == 2 and "--e0 applies only to models trained on a grid relative to the edge" in err
     assert not (tmp_path / "o").exists()
+
+
+def _subcommand_options():
+    from xanesnet.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name, p in sub.choices.items():
+        formatter = p._get_formatter()
+        one_of = {a for g in p._mutually_exclusive_groups if g.required for a in g._group_actions}  # say what to give
+        for action in p._actions:
+            if action.dest not in ("help",):
+                text = formatter._expand_help(action) if action.help else ""
+                yield pytest.param(name, action, text, action in one_of,
+                                   id=f"{name} {'/'.join(action.option_strings) or action.dest}")
+
+
+@pytest.mark.parametrize("command,action,text,one_of", list(_subcommand_options()))
+def test_every_option_has_help_listing_choices_and_default(command, action, text, one_of):
+    """``xanesnet COMMAND --help`` explains every option: what it does, its choices, and what happens without it."""
+    assert text.strip(), f"{command} {action.option_strings or action.dest}: no help text"
+    for choice in action.choices or ():
+        assert str(choice) in text, f"{command} {action.option_strings}: choice {choice} not in help"
+    flag = action.nargs == 0  # store_true: off unless given
+    if action.option_strings and not action.required and not flag and not one_of:
+        assert "default" in text or "required with" in text, f"{command} {action.option_strings}: the help does not say the default"

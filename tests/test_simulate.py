@@ -145,6 +145,7 @@ def test_bad_inputs_recorded_not_raised(bad_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "pt.xyz").write_text("2\nx\nPt 0 0 0\nCl 0 0 2.3\n")
     summary = simulate([tmp_path / "pt.xyz"], tmp_path / "pt.h5", absorber="Pt", progress=False)
     assert summary.failed["pt"].endswith("pt.xyz: absorber Pt (atom 0) is not a first-row transition metal (Ti-Zn)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad", "out.h5", "pt.h5", "pt.xyz"]  # no .lock, no .parts/
     # rerun: everything skipped, nothing added
     again = simulate([bad_dir], out, progress=False)
     assert len(again.skipped) == len(BAD_INPUTS) and not again.failed and not again.done

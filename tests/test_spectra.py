@@ -77,7 +77,81 @@ def _first_row(path: Path, skip: int) -> list[float]:
 
 
 def test_every_format_has_a_real_file_test():
-    assert set(SPECTRUM_FORMATS) == {"fdmnes-raw", "feff", "fdmnes-conv", "orca", "two-column"}
+    assert set(SPECTRUM_FORMATS) == {"xdi", "athena", "fdmnes-raw", "feff", "fdmnes-conv", "orca", "two-column"}
+
+
+MEASURED_XDI = """# XDI/1.0 GSE/1.0
+# Column.1: energy keV
+# Column.2: i0
+# Column.3: itrans
+# Element.symbol: Fe
+# Element.edge: K
+# Mono.d_spacing: 3.13553
+# Scan.edge_energy: 7112.0
+# ///
+# Fe foil, room temperature
+#----
+# energy i0 itrans
+"""
+
+
+def _measured_xdi(tmp_path: Path, name: str = "foil.xdi") -> tuple[Path, np.ndarray, np.ndarray]:
+    """A measured-style XDI file (transmission counts, energies in keV) and the mu(E) it holds."""
+    energy = np.linspace(7.05, 7.25, 201)
+    mu = 0.2 + 1.0 / (1 + np.exp(-(energy - 7.1125) / 0.002))
+    i0 = 1e5 * (1 + 0.01 * np.sin(energy * 100))
+    itrans = i0 * np.exp(-mu)
+    path = tmp_path / name
+    path.write_text(MEASURED_XDI + "\n".join(f"{e:.5f} {a:.6e} {b:.6e}" for e, a, b in zip(energy, i0, itrans)) + "\n")
+    return path, energy * 1000, mu
+
+
+def test_xdi_measured_transmission_in_kev(tmp_path):
+    """XDI as beamlines write it: mu = -ln(itrans/i0), keV to eV, the Element fields kept."""
+    path, energy_ev, mu = _measured_xdi(tmp_path)
+    assert detect_format(path) == "xdi"
+    s = read_spectrum(path)
+    np.testing.assert_allclose(s.energy, energy_ev, rtol=1e-12)
+    np.testing.assert_allclose(s.intensity, mu, rtol=1e-5)
+    assert (s.meta["element"], s.meta["edge"], s.meta["signal"]) == ("Fe", "K", "-ln(itrans/i0)")
+    assert s.meta["xdi"]["scan"]["edge_energy"] == "7112.0" and s.meta["xdi"]["mono"]["d_spacing"] == "3.13553"
+
+
+def test_xdi_prefers_mu_and_refuses_a_file_without_energy_first(tmp_path):
+    path = tmp_path / "a.xdi"
+    path.write_text("# XDI/1.0\n# Column.1: energy eV\n# Column.2: i0\n# Column.3: mutrans\n#----\n# energy i0 mutrans\n"
+                    "7100 5 0.1\n7101 5 0.3\n7102 5 0.9\n")
+    assert read_spectrum(path).intensity.tolist() == [0.1, 0.3, 0.9]
+    path.write_text("# XDI/1.0\n# Column.1: angle deg\n# Column.2: mutrans\n#----\n16.0 0.1\n16.1 0.3\n")
+    with pytest.raises(XanesnetError, match=r"a\.xdi: XDI Column\.1 is 'angle'; xanesnet needs energy \(eV\) first$"):
+        read_spectrum(path)
+
+
+def test_athena_project_read_with_larch(tmp_path):
+    """An Athena project that xraylarch wrote reads as its first group's energy and mu."""
+    larch_io = pytest.importorskip("larch.io", reason="xraylarch is an optional extra: pip install 'xanesnet[larch]'")
+    from larch import Group
+
+    energy = np.linspace(7050.0, 7250.0, 201)
+    mu = 0.2 + 1.0 / (1 + np.exp(-(energy - 7112.5) / 2.0))
+    project = larch_io.create_athena(str(tmp_path / "fe.prj"))
+    project.add_group(Group(energy=energy, mu=mu, filename="fe foil", label="fe_foil"))
+    project.save()
+    assert detect_format(tmp_path / "fe.prj") == "athena"
+    s = read_spectrum(tmp_path / "fe.prj")
+    np.testing.assert_allclose(s.energy, energy)
+    np.testing.assert_allclose(s.intensity, mu)
+
+
+def test_athena_project_without_larch_says_how_to_get_it(tmp_path, monkeypatch):
+    import gzip
+    import sys
+
+    monkeypatch.setitem(sys.modules, "larch.io", None)
+    path = tmp_path / "fe.prj"
+    path.write_bytes(gzip.compress(b"# Athena project file -- Demeter version 0.9.21\n"))
+    with pytest.raises(XanesnetError, match=r"fe\.prj: Athena project files need xraylarch: pip install 'xanesnet\[larch\]'$"):
+        read_spectrum(path)
 
 
 def test_fdmnes_raw(fdmnes_pairs):
@@ -330,7 +404,7 @@ def test_bad_files_fail_with_one_line_naming_the_file(tmp_path):
         "blank.txt": ("\n\n", r"blank.txt: empty file$"),
         "words.txt": ("what is this\nno numbers here\n",
                       r"words.txt: cannot tell the spectrum format; pass --format "
-                      r"\(fdmnes-raw, feff, fdmnes-conv, orca, two-column\)$"),
+                      r"\(fdmnes-raw, feff, xdi, athena, fdmnes-conv, orca, two-column\)$"),
         "garbled.txt": ("FDMNES\nenergy <xanes>\n7097 0.1\n7098 x0.2\n",
                         r"garbled.txt, line 4: non-numeric value in '7098 x0.2'$"),
         "log.txt": ("SCF iteration 1\n  1  0.5\nconverged\n", r"log.txt: cannot tell the spectrum format"),

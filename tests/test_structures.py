@@ -197,3 +197,17 @@ def test_find_structure_files(tmp_path):
     assert [p.name for p in find_structure_files([tmp_path])] == ["a.xyz", "b.xyz"]
     with pytest.raises(XanesnetError, match=r"missing: no such file or directory$"):
         find_structure_files([tmp_path / "missing"])
+
+
+@pytest.mark.parametrize("extra", ["26 0.0 0.0 0.0\n", "8 0.0 0.0 2.0\n8 0.0 2.0 0.0\n"])
+def test_rows_past_the_declared_count_are_read_as_xanesnet_reads_them(tmp_path, caplog, extra):
+    """XANESNET's own test structures repeat the last row after the declared atom count: read the declared atoms, warn once."""
+    text = "3\nname\n26 0.0 0.0 0.0\n8 0.0 0.0 1.9\n7 1.8 0.0 0.0\n"
+    exact = read_structure(write(tmp_path, text, "exact.xyz"))
+    with caplog.at_level("WARNING", logger="xanesnet.io.structures"):
+        s = read_structure(write(tmp_path, text + extra))
+    np.testing.assert_array_equal(s.numbers, exact.numbers)
+    np.testing.assert_array_equal(s.positions, exact.positions)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    n_extra = extra.count("\n")
+    assert warnings == [f"{tmp_path / 'mol.xyz'}: line 1 says 3 atoms; read those and ignored the {n_extra} row(s) after them"]

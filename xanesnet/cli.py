@@ -56,7 +56,19 @@ def run() -> None:
     sys.exit(code)
 
 
+ABSORBER_HELP = "absorbing atom: 0-based index or element symbol (default: the one Ti-Zn metal)"
+SKIP_BAD_HELP = "skip unreadable structures and report them (default: stop at the first)"
+SPECTRUM_HELP = "which spectrum, xanes or xes: selects the shipped model (default: %(default)s)"
+MC_HELP = "Monte-Carlo dropout draws per ensemble member (models trained with dropout) (default: none for an ensemble)"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from xanesnet.descriptors.wacsf import PRESETS
+    from xanesnet.io.spectra import SPECTRUM_FORMATS
+    from xanesnet.spectra.broadening import BROADENING_KINDS, BROADENING_PRESETS
+    from xanesnet.uncertainty import SELECTION_STRATEGIES
+
+    format_help = "spectrum file format: " + ", ".join(SPECTRUM_FORMATS) + " (default: told from the content)"
     parser = argparse.ArgumentParser(prog="xanesnet", description="X-ray spectra of transition-metal complexes from geometry.")
     parser.add_argument("--version", action="version", version=f"xanesnet {__version__}")
     common = argparse.ArgumentParser(add_help=False)
@@ -68,8 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("featurize", parents=[common], help="descriptor vectors of structures, to .npz")
     p.add_argument("paths", nargs="+", help="structure files or directories of .xyz files")
     _descriptor_args(p)
-    p.add_argument("--absorber", help="absorbing atom: 0-based index or element symbol (default: the one Ti-Zn metal)")
-    p.add_argument("--skip-bad", action="store_true", help="skip unreadable structures and report them")
+    p.add_argument("--absorber", help=ABSORBER_HELP)
+    p.add_argument("--skip-bad", action="store_true", help=SKIP_BAD_HELP)
     p.add_argument("--out", required=True, help="output .npz (arrays ids, x, feature_names, settings)")
     p.set_defaults(func=cmd_featurize)
 
@@ -78,31 +90,37 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--xyz", help="directory of structure files (paired with spectra by file name)")
     src.add_argument("--features", help=".npz with arrays x, y (and optional energy, ids)")
     src.add_argument("--dataset", help="HDF5 data set written by 'xanesnet simulate'")
-    p.add_argument("--spectra", help="directory of spectra (with --xyz)")
-    p.add_argument("--target", default="xanes", choices=["xanes", "xes"], help="which spectrum of a --dataset to learn")
-    p.add_argument("--element", nargs="+", help="with --dataset: only absorbers of these elements")
-    p.add_argument("--broaden", help="broaden raw spectra: a preset (fdmnes) or a kind (lorentzian, arctangent) with defaults")
-    p.add_argument("--grid", help="common energy grid: absolute:EMIN:EMAX:N or relative:EMIN:EMAX:N (relative to the edge E0)")
+    p.add_argument("--spectra", help="directory of spectra, paired with the structures by file name (required with --xyz)")
+    p.add_argument("--target", default="xanes", choices=["xanes", "xes"],
+                   help="which spectrum of a --dataset to learn: xanes or xes (default: %(default)s)")
+    p.add_argument("--element", nargs="+", metavar="EL", help="with --dataset: only absorbers of these elements, e.g. Fe (default: all)")
+    p.add_argument("--broaden", metavar="KIND", help="broaden raw spectra: a preset (" + ", ".join(BROADENING_PRESETS) + ") or a kind ("
+                   + ", ".join(BROADENING_KINDS) + ") with its default widths (default: none, spectra used as read)")
+    p.add_argument("--grid", help="common energy grid: absolute:EMIN:EMAX:N or relative:EMIN:EMAX:N (relative to the edge E0) "
+                                  "(default: none, the spectra must share one grid)")
     p.add_argument("--out", required=True, help="model directory to write")
-    p.add_argument("--config", help="JSON config (sections descriptor, model, training, spectra, seed)")
+    p.add_argument("--config", help="JSON config (sections descriptor, model, training, spectra, seed) (default: built-in settings)")
     p.add_argument("--init-from", metavar="MODEL_DIR",
                    help="start from this model's weights (fine-tuning; its descriptor, model and target transform "
-                        "unless --config gives them, and they must match); member i starts from its member i mod n")
-    p.add_argument("--preset", help="descriptor preset (default: 'default'; 'xanesnet', 'xanesnet-2021' reproduce the published tools)")
+                        "unless --config gives them, and they must match); member i starts from its member i mod n "
+                        "(default: random initialisation)")
+    p.add_argument("--preset", help="descriptor preset: " + ", ".join(PRESETS) + " (default: default; "
+                   "xanesnet and xanesnet-2021 reproduce the published tools)")
     p.add_argument("--model", dest="model_kind", choices=["mlp", "gpr"],
-                   help="model kind: mlp (default) or gpr, the Gaussian-process baseline (one member unless --ensemble)")
-    p.add_argument("--seed", type=int, help="one seed for everything (drawn and saved if not given)")
-    p.add_argument("--ensemble", type=int, help="number of ensemble members")
-    p.add_argument("--bootstrap", action="store_true", help="bootstrap-resample each member's training set")
-    p.add_argument("--epochs", type=int, help="maximum epochs")
-    p.add_argument("--holdout", type=float, default=0.0, help="hold out this share by name hash and report metrics on it")
+                   help="model kind: mlp or gpr, the Gaussian-process baseline (one member unless --ensemble) (default: mlp)")
+    p.add_argument("--seed", type=int, help="one seed for everything (default: drawn, logged and saved with the model)")
+    p.add_argument("--ensemble", type=int, help="number of ensemble members (default: 5; 1 for gpr)")
+    p.add_argument("--bootstrap", action="store_true", help="bootstrap-resample each member's training set (default: off)")
+    p.add_argument("--epochs", type=int, help="maximum epochs; early stopping usually ends sooner (default: 1000)")
+    p.add_argument("--holdout", type=float, default=0.0,
+                   help="hold out this share by name hash and report metrics on it (default: %(default)s, none)")
     p.add_argument("--float16", action="store_true",
                    help="store the weights as float16 (half the size) if that moves no validation prediction by 1e-3 of its RMS")
-    p.add_argument("--absorber", help="absorbing atom: 0-based index or element symbol")
-    p.add_argument("--format", dest="spectrum_format", help="spectrum file format (default: detect)")
+    p.add_argument("--absorber", help=ABSORBER_HELP)
+    p.add_argument("--format", dest="spectrum_format", metavar="FORMAT", help=format_help)
     p.add_argument("--cache", help="feature cache file (default: $XANESNET_CACHE or ~/.cache/xanesnet/features.h5)")
-    p.add_argument("--no-cache", action="store_true", help="do not cache features")
-    p.add_argument("--skip-bad", action="store_true", help="skip unreadable structures and report them")
+    p.add_argument("--no-cache", action="store_true", help="do not cache features (default: cache them)")
+    p.add_argument("--skip-bad", action="store_true", help=SKIP_BAD_HELP)
     p.add_argument("--inverse", action="store_true",
                    help="train the inverse model (spectrum -> first coordination shell) for 'xanesnet invert' (with --xyz)")
     p.set_defaults(func=cmd_train)
@@ -111,37 +129,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", help="structure files or directories of .xyz files")
     p.add_argument("--model", help="model directory (default: the shipped model for the absorber's element)")
     p.add_argument("--spectrum", nargs="+", default=["xanes"], choices=["xanes", "xes", "both"],
-                   help="which spectrum (selects the shipped model); several (or 'both') in one pass need --out FILE.h5")
-    p.add_argument("--absorber", help="absorbing atom: 0-based index or element symbol (default: the one Ti-Zn metal); "
-                                      "an element that occurs several times gives the average over those sites")
-    p.add_argument("--out", default=".", help="directory for NAME.txt files (energy, intensity, std), or FILE.h5: one "
-                                              "HDF5 file for the whole library (chunked, resumable; see README)")
-    p.add_argument("--workers", type=int, default=1, help="with --out FILE.h5: parallel processes on this machine")
+                   help="which spectrum, xanes, xes or both: selects the shipped model; several (or both) in one pass need "
+                        "--out FILE.h5 (default: xanes)")
+    p.add_argument("--absorber", help=ABSORBER_HELP + "; an element that occurs several times gives the average over those sites")
+    p.add_argument("--out", default=".", help="directory for NAME.KIND.txt files (energy, intensity, std), or FILE.h5: one "
+                                              "HDF5 file for the whole library (chunked, resumable; see README) (default: .)")
+    p.add_argument("--workers", type=int, default=1, help="with --out FILE.h5: parallel processes on this machine "
+                                                          "(default: %(default)s)")
     p.add_argument("--scheduler", help="with --out FILE.h5: Dask scheduler address: run on that cluster instead "
-                                       "(pip install xanesnet[cluster])")
-    p.add_argument("--chunk-size", type=int, default=512, help="with --out FILE.h5: molecules per chunk (default 512)")
-    p.add_argument("--json", help="also write all predictions to this JSON file")
-    p.add_argument("--skip-bad", action="store_true", help="skip unreadable structures and report them")
-    p.add_argument("--plot", action="store_true", help="also draw NAME.png (prediction with its +-2 sigma band) next to each NAME.txt")
-    p.add_argument("--mc-samples", type=int, help="Monte-Carlo dropout draws per ensemble member (models trained with dropout)")
-    p.add_argument("--e0", type=float, help="edge energy (eV) to put a relative-grid model's energies on the absolute scale")
-    p.add_argument("--reference", metavar="DIR", help="with --plot: reference spectra paired by file name, drawn for comparison")
+                                       "(pip install xanesnet[cluster]) (default: none, run here)")
+    p.add_argument("--chunk-size", type=int, default=512, help="with --out FILE.h5: molecules per chunk (default %(default)s)")
+    p.add_argument("--json", help="also write all predictions to this JSON file (default: none)")
+    p.add_argument("--skip-bad", action="store_true", help=SKIP_BAD_HELP)
+    p.add_argument("--plot", action="store_true",
+                   help="also draw NAME.png (prediction with its +-2 sigma band) next to each NAME.txt (default: off)")
+    p.add_argument("--mc-samples", type=int, help=MC_HELP)
+    p.add_argument("--e0", type=float, help="edge energy (eV) to put a relative-grid model's energies on the absolute scale "
+                                            "(default: none)")
+    p.add_argument("--reference", metavar="DIR",
+                   help="with --plot: reference spectra paired by file name, drawn for comparison (default: none)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("select", parents=[common],
                        help="rank candidate structures by how unsure the model is: what to simulate next")
     p.add_argument("paths", nargs="+", help="candidate structure files or directories of .xyz files")
-    p.add_argument("-n", type=int, default=50, help="how many to select (default 50)")
+    p.add_argument("-n", type=int, default=50, help="how many to select (default: %(default)s)")
     p.add_argument("--model", help="model directory (default: the shipped model for the absorber's element)")
-    p.add_argument("--spectrum", default="xanes", choices=["xanes", "xes"], help="which spectrum (selects the shipped model)")
-    p.add_argument("--absorber", help="absorbing atom: 0-based index or element symbol (default: the one Ti-Zn metal); "
-                                      "an element that occurs several times gives the average over those sites")
-    p.add_argument("--out", default="selection.tsv", help="table of the selected structures, most informative first")
-    p.add_argument("--skip-bad", action="store_true", help="skip unreadable structures and report them")
-    p.add_argument("--mc-samples", type=int, help="Monte-Carlo dropout draws per ensemble member (models trained with dropout)")
+    p.add_argument("--spectrum", default="xanes", choices=["xanes", "xes"], help=SPECTRUM_HELP)
+    p.add_argument("--absorber", help=ABSORBER_HELP + "; an element that occurs several times gives the average over those sites")
+    p.add_argument("--out", default="selection.tsv", help="table of the selected structures, most informative first "
+                                                          "(default: %(default)s)")
+    p.add_argument("--skip-bad", action="store_true", help=SKIP_BAD_HELP)
+    p.add_argument("--mc-samples", type=int, help=MC_HELP)
     p.add_argument("--strategy", default="diverse",
-                   help="diverse (default): uncertain and unlike each other; uncertainty: the N least certain; random")
-    p.add_argument("--seed", type=int, default=0, help="seed of the diverse (k-means) and random picks")
+                   help="one of " + ", ".join(SELECTION_STRATEGIES) + ". diverse: uncertain and unlike each other; uncertainty: the N least certain; random: a random draw "
+                        "(default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the diverse (k-means) and random picks (default: %(default)s)")
     p.set_defaults(func=cmd_select)
 
     p = sub.add_parser("match", parents=[common], help="rank candidate structures against a measured spectrum")
@@ -166,25 +189,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("simulate", parents=[common], help="reference XANES/XES from geometry with FEFF10 (resumable HDF5)")
     p.add_argument("paths", nargs="+", help="structure files or directories of .xyz files")
-    p.add_argument("--spectrum", default="xanes", choices=["xanes", "xes", "both"])
+    p.add_argument("--spectrum", default="xanes", choices=["xanes", "xes", "both"],
+                   help="which spectra to compute: xanes, xes (K-beta, reusing the XANES potentials) or both "
+                        "(default: %(default)s)")
     p.add_argument("--out", required=True, help="HDF5 data set to create or extend (re-running skips what is done)")
-    p.add_argument("--workers", type=int, default=1, help="parallel FEFF runs on this machine")
-    p.add_argument("--scheduler", help="Dask scheduler address: run on that cluster instead (pip install xanesnet[cluster])")
-    p.add_argument("--timeout", type=float, help="seconds one FEFF stage may take before the molecule is recorded as failed")
-    p.add_argument("--absorber", help="absorbing atom: 0-based index or element symbol")
-    p.add_argument("--retry-failed", action="store_true", help="run again the molecules recorded as failed")
+    p.add_argument("--workers", type=int, default=1, help="parallel FEFF runs on this machine (default: %(default)s)")
+    p.add_argument("--scheduler", help="Dask scheduler address: run on that cluster instead (pip install xanesnet[cluster]) "
+                                       "(default: none, run here)")
+    p.add_argument("--timeout", type=float, help="seconds one FEFF stage may take before the molecule is recorded as failed "
+                                                 "(default: no limit)")
+    p.add_argument("--absorber", help=ABSORBER_HELP)
+    p.add_argument("--retry-failed", action="store_true", help="run again the molecules recorded as failed (default: skip them)")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("evaluate", parents=[common], help="accuracy of a model on structures + reference spectra")
-    p.add_argument("--model", required=True)
-    p.add_argument("--xyz", required=True)
-    p.add_argument("--spectra", required=True)
-    p.add_argument("--heldout", action="store_true", help="only the model's held-out molecules")
-    p.add_argument("--absorber")
-    p.add_argument("--format", dest="spectrum_format")
-    p.add_argument("--json", help="write the metrics to this JSON file")
-    p.add_argument("--mc-samples", type=int, help="Monte-Carlo dropout draws per ensemble member")
-    p.add_argument("--plot", metavar="DIR", help="write DIR/evaluation.png and .svg: best, median, worst spectra and the error histogram")
+    p.add_argument("--model", required=True, help="model directory")
+    p.add_argument("--xyz", required=True, help="directory of structure files (paired with spectra by file name)")
+    p.add_argument("--spectra", required=True, help="directory of reference spectra (" + ", ".join(SPECTRUM_FORMATS) + ")")
+    p.add_argument("--heldout", action="store_true", help="only the model's held-out molecules (default: all, reported apart)")
+    p.add_argument("--absorber", help=ABSORBER_HELP + " (default: the model's)")
+    p.add_argument("--format", dest="spectrum_format", metavar="FORMAT", help=format_help)
+    p.add_argument("--json", help="write the metrics to this JSON file (default: none)")
+    p.add_argument("--mc-samples", type=int, help=MC_HELP)
+    p.add_argument("--plot", metavar="DIR", help="write DIR/evaluation.png and .svg: best, median, worst spectra and the error "
+                                                 "histogram (default: none)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("importance", parents=[common],
@@ -196,22 +224,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="energy windows in eV (default: edge and post-edge, split at the mean main-peak energy)")
     p.add_argument("--groups", nargs="+", metavar="GROUP", help="feature groups to score (default: all; see importance_groups.csv)")
     p.add_argument("--repeats", type=int, default=5, help="shuffles per feature or group (default 5)")
-    p.add_argument("--seed", type=int, help="seed of every shuffle and of --max-samples (drawn and saved if not given)")
+    p.add_argument("--seed", type=int, help="seed of every shuffle and of --max-samples (default: drawn, and saved in importance.json)")
     p.add_argument("--max-samples", type=int, help="use this many molecules, drawn with the seed (default: all)")
-    p.add_argument("--heldout", action="store_true", help="only the model's held-out molecules")
-    p.add_argument("--absorber")
-    p.add_argument("--format", dest="spectrum_format")
+    p.add_argument("--heldout", action="store_true", help="only the model's held-out molecules (default: all)")
+    p.add_argument("--absorber", help=ABSORBER_HELP + " (default: the model's)")
+    p.add_argument("--format", dest="spectrum_format", metavar="FORMAT", help=format_help)
     p.add_argument("--cache", help="feature cache file (default: $XANESNET_CACHE or ~/.cache/xanesnet/features.h5)")
-    p.add_argument("--no-cache", action="store_true", help="do not cache features")
+    p.add_argument("--no-cache", action="store_true", help="do not cache features (default: cache them)")
     p.add_argument("--out", required=True, help="directory for importance_{features,groups}.csv, importance.json, importance.png/.svg")
     p.set_defaults(func=cmd_importance)
     return parser
 
 
 def _descriptor_args(p: argparse.ArgumentParser) -> None:
+    from xanesnet.descriptors.wacsf import PRESETS
+
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--preset", default=None, help="descriptor preset name")
-    g.add_argument("--config", help="JSON file with descriptor settings (or a full training config)")
+    g.add_argument("--preset", default=None,
+                   help="descriptor preset: " + ", ".join(PRESETS) + " (default: default; xanesnet and xanesnet-2021 "
+                        "reproduce the published tools' vectors)")
+    g.add_argument("--config", help="JSON file with descriptor settings (or a full training config) (default: the preset)")
 
 
 def _descriptor_settings(args: argparse.Namespace) -> dict:

@@ -24,7 +24,7 @@ from xanesnet.io.structures import Structure, absorber_sites, read_structure, re
 
 logger = logging.getLogger(__name__)
 
-SPECTRUM_SUFFIXES = (".txt", ".dat", ".csv", ".xmu", ".out")
+SPECTRUM_SUFFIXES = (".txt", ".dat", ".csv", ".xmu", ".out", ".xdi", ".prj")
 
 
 @dataclass

@@ -12,6 +12,8 @@ from xanesnet.errors import XanesnetError
 class ExclusiveLock:
     """Hold an exclusive ``flock`` on ``OUT.lock`` while writing ``OUT`` (the kernel releases it if the process dies).
 
+    The lock file is removed on the way out, so a finished run leaves nothing behind.
+
     ``busy`` is the error message when another process holds it; the error names ``OUT``.
     """
 
@@ -23,15 +25,22 @@ class ExclusiveLock:
 
     def __enter__(self) -> "ExclusiveLock":
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        while True:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(self.fd)
+                raise XanesnetError(self.busy, path=self.target) from None
+            try:  # a lock file unlinked by the run that held it (see __exit__) is not the lock any more: take the new one
+                if os.stat(self.path).st_ino == os.fstat(self.fd).st_ino:
+                    return self
+            except FileNotFoundError:
+                pass
             os.close(self.fd)
-            raise XanesnetError(self.busy, path=self.target) from None
-        return self
 
     def __exit__(self, *exc: object) -> None:
+        self.path.unlink(missing_ok=True)  # removed while still held: a finished run leaves no clutter
         os.close(self.fd)  # closing releases the lock
 
 

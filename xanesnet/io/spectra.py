@@ -26,6 +26,18 @@ Formats
     ``orca_mapspc``-style tables: header lines, a column-name line such as
     ``Energy TotalSpectrum ...``, then columns (energy in eV; intensity from
     ``TotalSpectrum``/``Intensity`` if named, else the second column).
+``xdi``
+    XAS Data Interchange 1.0 (what Larch, Athena and beamlines exchange): a
+    ``# XDI/1.0`` first line, ``# Family.tag: value`` header fields, then the
+    columns. Energy is ``Column.1`` (eV, or keV converted to eV); the
+    intensity is the first column named ``norm``, ``mu``, ``mutrans``,
+    ``mufluor``, ``normtrans``, ``normfluor`` or ``intensity``, else
+    ``-ln(itrans/i0)`` or ``ifluor/i0``, else column 2. The fields are kept in
+    ``meta["xdi"]`` (``{"element": {"symbol": "Fe", ...}, ...}``, families and
+    tags lower-case), ``meta["element"]`` and ``meta["edge"]``.
+``athena``
+    Athena project files (``.prj``), read with xraylarch
+    (``pip install 'xanesnet[larch]'``): the first group's ``energy`` and ``mu``.
 ``two-column``
     Anything else that is header lines followed by numeric
     ``energy intensity ...`` rows.
@@ -296,11 +308,102 @@ def _sniff_orca(lines: list[str]) -> bool:
     return "orca" in header or "totalspectrum" in header
 
 
+# --------------------------------------------------------------------------- XDI
+
+#: XDI column names of an absorption or emission signal, most processed first.
+XDI_SIGNALS = ("norm", "mu", "mutrans", "mufluor", "normtrans", "normfluor", "intensity")
+
+
+def xdi_fields(lines: list[str]) -> dict[str, dict[str, str]]:
+    """The ``# Family.tag: value`` fields of an XDI header, as ``{family: {tag: value}}`` (lower-case names)."""
+    fields: dict[str, dict[str, str]] = {}
+    for ln in lines:
+        s = ln.strip()
+        if not s.startswith("#"):
+            break
+        s = s[1:].strip()
+        if s.startswith("///") or s.startswith("----"):
+            break
+        key, sep, value = s.partition(":")
+        if sep and "." in key and " " not in key.strip():
+            family, tag = key.strip().split(".", 1)
+            fields.setdefault(family.lower(), {})[tag.lower()] = value.strip()
+    return fields
+
+
+def read_xdi(path: Path) -> Spectrum:
+    """XDI 1.0 file: ``Column.N`` names and units from the header, the table below it."""
+    lines = _read_lines(path)
+    if not _sniff_xdi(lines):
+        raise XanesnetError("not an XDI file: the first line is not '# XDI/1.0 ...'", path=path, line=1)
+    fields = xdi_fields(lines)
+    first, table = _table(path, lines)
+    columns = {int(k): v.split("#")[0].split() for k, v in fields.get("column", {}).items() if k.isdigit()}
+    names = [(columns.get(i + 1) or [f"col{i + 1}"])[0].lower() for i in range(table.shape[1])]
+    unit = (columns.get(1) or ["", "ev"])[1:2]
+    if names[0] != "energy":
+        raise XanesnetError(f"XDI Column.1 is {names[0]!r}; xanesnet needs energy (eV) first", path=path)
+    energy = table[:, 0] * (1000.0 if unit and unit[0].lower() == "kev" else 1.0)
+    col = {n: i for i, n in reversed(list(enumerate(names)))}
+    signal = next((n for n in XDI_SIGNALS if n in col), None)
+    if signal is not None:
+        intensity = table[:, col[signal]]
+    elif "i0" in col and "itrans" in col:
+        signal, intensity = "-ln(itrans/i0)", -np.log(table[:, col["itrans"]] / table[:, col["i0"]])
+    elif "i0" in col and "ifluor" in col:
+        signal, intensity = "ifluor/i0", table[:, col["ifluor"]] / table[:, col["i0"]]
+    else:
+        signal, intensity = names[1], table[:, 1]
+    element = fields.get("element", {})
+    meta = {"code": "xdi", "xdi": fields, "columns": names, "signal": signal,
+            "element": element.get("symbol"), "edge": element.get("edge")}
+    return _spectrum(path, energy, intensity, meta)
+
+
+def _sniff_xdi(lines: list[str]) -> bool:
+    first = next((ln for ln in lines if ln.strip()), "")
+    return first.lstrip().startswith("#") and first.lstrip("# \t").upper().startswith("XDI/")
+
+
+# --------------------------------------------------------------------------- Athena (xraylarch)
+
+
+def read_athena(path: Path) -> Spectrum:
+    """Athena project file via xraylarch: the first group's ``energy`` and ``mu`` (others are named in a warning)."""
+    import logging
+
+    try:
+        from larch.io import read_athena as larch_read_athena
+    except ImportError:
+        raise XanesnetError("Athena project files need xraylarch: pip install 'xanesnet[larch]'", path=path) from None
+    if not path.is_file():
+        raise XanesnetError("no such file", path=path)
+    try:
+        project = larch_read_athena(str(path), do_preedge=False, do_bkg=False, do_fft=False)
+        groups = list(project.groups.items())
+    except Exception as exc:  # larch raises many kinds for a damaged project
+        raise XanesnetError(f"cannot read Athena project ({type(exc).__name__}: {exc})", path=path) from None
+    if not groups:
+        raise XanesnetError("Athena project holds no spectra", path=path)
+    name, group = groups[0]
+    if len(groups) > 1:
+        logging.getLogger(__name__).warning("%s: Athena project holds %d groups; read the first, %r", path, len(groups), name)
+    meta = {"code": "athena", "group": name, "element": getattr(group, "atsym", None), "edge": getattr(group, "edge", None)}
+    return _spectrum(path, np.asarray(group.energy, float), np.asarray(group.mu, float), meta)
+
+
+def _sniff_athena(lines: list[str]) -> bool:
+    first = next((ln for ln in lines if ln.strip()), "")
+    return "athena project file" in first.lower()
+
+
 #: Format name -> reader and sniffer, most specific first (sniffers are tried in this order).
 #: Add a format here and nowhere else.
 SPECTRUM_FORMATS: dict[str, SpectrumFormat] = {
     "fdmnes-raw": SpectrumFormat(read=read_fdmnes_raw, sniff=_sniff_fdmnes_raw),
     "feff": SpectrumFormat(read=read_feff, sniff=_sniff_feff),
+    "xdi": SpectrumFormat(read=read_xdi, sniff=_sniff_xdi),
+    "athena": SpectrumFormat(read=read_athena, sniff=_sniff_athena),
     "fdmnes-conv": SpectrumFormat(read=read_fdmnes_conv, sniff=_sniff_fdmnes_conv),
     "orca": SpectrumFormat(read=read_orca, sniff=_sniff_orca),
     "two-column": SpectrumFormat(read=read_two_column, sniff=_sniff_two_column),
@@ -310,6 +413,10 @@ SPECTRUM_FORMATS: dict[str, SpectrumFormat] = {
 def detect_format(path: str | os.PathLike) -> str:
     """Name of the format of ``path``, told from its first 40 lines."""
     path = Path(path)
+    if path.is_file():
+        with open(path, "rb") as f:
+            if f.read(2) == b"\x1f\x8b":  # gzip: Athena saves its projects compressed
+                return "athena"
     head = _read_lines(path)[:40]
     if not any(ln.strip() for ln in head):
         raise XanesnetError("empty file", path=path)

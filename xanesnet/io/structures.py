@@ -4,6 +4,8 @@ Three kinds of file are read, told apart by their content:
 
 * XANESNET-style xyz: line 1 the atom count, line 2 a name, then ``Z x y z``
   rows with the atomic number in column 1 (``ase.io`` cannot read these);
+  rows after the declared count (XANESNET's own test files repeat the last
+  one) are ignored with a warning, as XANESNET ignores them;
 * xyz with element symbols, including tmQM's comment line
   ``CSD_code = X | q = 1 | S = 0 | ...`` (charge ``q`` and spin ``S`` are kept);
 * anything else ``ase.io.read`` reads (imported only for those files),
@@ -18,6 +20,7 @@ is refused with an error saying so, never silently cut at the cell edge.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -27,6 +30,8 @@ import numpy as np
 from ase.data import atomic_numbers, chemical_symbols
 
 from xanesnet.errors import XanesnetError
+
+logger = logging.getLogger(__name__)
 
 #: First-row transition metals, the absorbers xanesnet knows (Ti-Zn).
 FIRST_ROW_TM: tuple[str, ...] = ("Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn")
@@ -102,12 +107,18 @@ def parse_xyz(text: str, *, name: str, source: str | None = None) -> Structure:
     if n_atoms < 1:
         raise XanesnetError(f"atom count is {n_atoms}", path=where)
     n_rows = sum(map(bool, map(str.strip, lines[2:])))  # non-blank rows, counted without a Python loop
-    if n_rows != n_atoms:
+    if n_rows < n_atoms:
         raise XanesnetError(f"line 1 says {n_atoms} atoms but {n_rows} coordinate rows follow", path=where)
+    body = lines[2:]
+    if n_rows > n_atoms:  # XANESNET's data sets: rows past the declared count are not atoms, as XANESNET reads them
+        logger.warning("%s: line 1 says %d atoms; read those and ignored the %d row(s) after them", where, n_atoms,
+                       n_rows - n_atoms)
+        last = [k for k, ln in enumerate(body) if ln.strip()][n_atoms - 1]
+        body = body[:last + 1]  # up to the last declared row
     comment = lines[1] if len(lines) > 1 else ""
-    parsed = _parse_rows_fast(lines[2:], n_atoms)
+    parsed = _parse_rows_fast(body, n_atoms)
     if parsed is None:
-        parsed = _parse_rows([(k + 3, ln) for k, ln in enumerate(lines[2:]) if ln.strip()], where)
+        parsed = _parse_rows([(k + 3, ln) for k, ln in enumerate(body) if ln.strip()], where)
     numbers, positions = parsed
     if not np.all(np.isfinite(positions)):
         bad = int(np.argwhere(~np.isfinite(positions))[0, 0])

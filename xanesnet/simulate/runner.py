@@ -153,6 +153,7 @@ def simulate(paths: list[str | os.PathLike] | str | os.PathLike, out_h5: str | o
         finally:
             bar.close()
             store.merge_parts(out_h5)
+            store.remove_empty_parts_dir(out_h5)
     summary.seconds = time.perf_counter() - started
     logger.info("%s", summary)
     return summary

@@ -175,6 +175,14 @@ def clean_stale(out_h5: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
+def remove_empty_parts_dir(out_h5: Path) -> None:
+    """Remove ``OUT.h5.parts/`` once everything in it is merged (a directory still holding files stays)."""
+    try:
+        parts_dir(out_h5).rmdir()
+    except OSError:  # absent, or not empty (e.g. a part set aside as unreadable)
+        pass
+
+
 def _parts(out_h5: Path) -> list[Path]:
     directory = parts_dir(out_h5)
     if not directory.is_dir():
