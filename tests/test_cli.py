@@ -66,14 +66,15 @@ def test_train_predict_evaluate_end_to_end(tiny, tiny_model, tmp_path, capsys):
     assert code == 0 and metrics["n"] == 30 and metrics["mse"] > 0
     assert set(metrics) == {"mse", "rse", "peak_position_error_ev_mean", "peak_position_error_ev_median",
                             "peak_intensity_error_pct_mean", "peak_intensity_error_pct_median", "n",
-                            "coverage_1sigma", "coverage_2sigma", "sigma_error_spearman", "trusted_fraction"}
+                            "coverage_1sigma", "coverage_2sigma", "sigma_error_spearman", "trusted_fraction",
+                            "splits", "unmatched"}
     assert 0 <= metrics["coverage_1sigma"] <= metrics["coverage_2sigma"] <= 1
 
 
 def test_single_molecule_prints_a_summary(tiny_model, tmp_path, capsys):
     code, out, _ = run(["predict", "--model", str(tiny_model), str(EXAMPLES / "ferrocene.xyz"), "--out", str(tmp_path)], capsys)
-    assert code == 0 and out.startswith("ferrocene: edge ") and "main peak" in out
-    assert (tmp_path / "ferrocene.txt").is_file()
+    assert code == 0 and out.startswith("ferrocene: Fe XANES, E0 ") and "main peak" in out
+    assert (tmp_path / "ferrocene.xanes.txt").is_file()
 
 
 def test_featurize_writes_sorted_ids(tmp_path, capsys):
@@ -109,7 +110,7 @@ def test_console_script_runs(tiny_model, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "xanesnet.cli", "predict", "--model", str(tiny_model),
                            str(EXAMPLES / "hexacyanoferrate.xyz"), "--out", str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("hexacyanoferrate: edge")
+    assert proc.stdout.startswith("hexacyanoferrate: Fe XANES, E0 ")
 
 
 # --- bad input: one line on stderr naming the file and the problem, exit code 2, nothing written ----------------
@@ -149,7 +150,7 @@ def test_skip_bad_reports_count_and_reasons(tiny_model, tmp_path, capsys):
     code, out, err = run(["predict", "--model", str(tiny_model), str(EXAMPLES / "ferrocene.xyz"), str(bad), "--skip-bad",
                           "--out", str(tmp_path / "o")], capsys)
     assert code == 0 and "skipped 1 structure(s):" in err and "coordinate is NaN" in err
-    assert [p.name for p in (tmp_path / "o").iterdir()] == ["ferrocene.txt"]
+    assert [p.name for p in (tmp_path / "o").iterdir()] == ["ferrocene.xanes.txt"]
 
 
 def test_missing_input_file(tiny_model, tmp_path, capsys):
@@ -218,18 +219,22 @@ def test_relative_grid_model_round_trip(tiny, tmp_path, capsys):
     assert cfg["spectra"]["grid"] == {"kind": "relative", "start": -10.0, "stop": 40.0, "n": 101}
     np.testing.assert_allclose(cfg["energy"], np.linspace(-10, 40, 101))
     code, _, _ = run(["predict", "--model", str(out), str(EXAMPLES / "ferrocene.xyz"), "--out", str(tmp_path / "p")], capsys)
-    lines = (tmp_path / "p" / "ferrocene.txt").read_text().splitlines()
-    assert code == 0 and lines[1] == "# energy_minus_E0_eV intensity std" and float(lines[2].split()[0]) == -10.0
+    lines = (tmp_path / "p" / "ferrocene.xanes.txt").read_text().splitlines()
+    assert code == 0 and "# energy_minus_E0_eV intensity std" in lines and "# energy_reference = relative to E0" in lines
+    assert np.loadtxt(tmp_path / "p" / "ferrocene.xanes.txt")[0, 0] == -10.0
     code, _, _ = run(["predict", "--model", str(out), str(EXAMPLES / "ferrocene.xyz"), "--out", str(tmp_path / "q"), "--e0", "7125"], capsys)
-    assert float((tmp_path / "q" / "ferrocene.txt").read_text().splitlines()[2].split()[0]) == 7115.0
+    assert np.loadtxt(tmp_path / "q" / "ferrocene.xanes.txt")[0, 0] == 7115.0
 
 
 
-def test_e0_with_an_absolute_model_is_an_error(tiny_model, tmp_path, capsys):
-    code, _, err = run(["predict", "--model", str(tiny_model), str(EXAMPLES / "ferrocene.xyz"), "--out", str(tmp_path / "o"),
-                        "--e0", "7125"], capsys)
-    assert code == 2 and "--e0 applies only to models trained on a grid relative to the edge" in err
-    assert not (tmp_path / "o").exists()
+def test_e0_with_an_absolute_model_aligns_its_e0(tiny_model, tmp_path, capsys):
+    """An absolute model's energies are theory's: --e0 moves each prediction so that its E0 (Larch) is the one given."""
+    code, out, err = run(["predict", "--model", str(tiny_model), str(EXAMPLES / "ferrocene.xyz"), "--out", str(tmp_path / "o"),
+                          "--e0", "7125"], capsys)
+    assert code == 0, err
+    assert "E0 7125.00 eV (Larch)" in out
+    energy = np.loadtxt(tmp_path / "o" / "ferrocene.xanes.txt")[:, 0]
+    assert np.allclose(np.diff(energy), np.diff(json.loads((tiny_model / "config.json").read_text())["energy"]), atol=2e-4)
 
 
 def _subcommand_options():
@@ -256,3 +261,52 @@ def test_every_option_has_help_listing_choices_and_default(command, action, text
     flag = action.nargs == 0  # store_true: off unless given
     if action.option_strings and not action.required and not flag and not one_of:
         assert "default" in text or "required with" in text, f"{command} {action.option_strings}: the help does not say the default"
+
+
+def test_evaluate_reports_heldout_and_training_apart_and_lists_unmatched(tiny, tmp_path, capsys, caplog):
+    """Molecules the model trained on are scored apart from the held-out ones (they read better); leftovers are named."""
+    model = tmp_path / "m"
+    code, _, err = run(["train", "--xyz", str(tiny / "xyz"), "--spectra", str(tiny / "xanes"), "--out", str(model),
+                        "--config", str(tiny / "config.json"), "--seed", "1", "--holdout", "0.3", "--no-cache",
+                        "--no-progress"], capsys)
+    assert code == 0
+    assert "calibrated on 2 validation spectra (fewer than 10): too few to trust them" in caplog.text  # 21 * 0.1
+    cfg = json.loads((model / "config.json").read_text())
+    held, trained = set(cfg["holdout"]["ids"]), set(cfg["training_ids"])
+    assert held and trained and not held & trained and len(held | trained) == 30
+    xyz = tmp_path / "xyz"
+    shutil.copytree(tiny / "xyz", xyz)
+    (xyz / "lonely.xyz").write_text((EXAMPLES / "ferrocene.xyz").read_text())
+    code, out, err = run(["evaluate", "--model", str(model), "--xyz", str(xyz), "--spectra", str(tiny / "xanes"),
+                          "--json", str(tmp_path / "e.json"), "--no-progress"], capsys)
+    metrics = json.loads((tmp_path / "e.json").read_text())
+    splits = metrics["splits"]
+    assert code == 0 and set(splits) == {"heldout", "training"}
+    assert (splits["heldout"]["n"], splits["training"]["n"]) == (len(held), len(trained))
+    assert metrics["unmatched"] == {"structures_without_spectrum": ["lonely.xyz"], "spectra_without_structure": []}
+    assert "unmatched files: 1 structures without a spectrum: lonely.xyz" in err
+    assert f"  held-out: n {len(held)}, MSE {splits['heldout']['mse']:.4g}" in out
+    assert f"  training (seen in training: optimistic): n {len(trained)}" in out
+
+
+def test_enough_validation_spectra_do_not_warn(tiny, tmp_path, capsys, caplog):
+    config = json.loads((tiny / "config.json").read_text())
+    config["training"].update(val_fraction=0.35, epochs=2, ensemble=1)
+    (tmp_path / "c.json").write_text(json.dumps(config))
+    code, _, err = run(["train", "--xyz", str(tiny / "xyz"), "--spectra", str(tiny / "xanes"), "--out", str(tmp_path / "m"),
+                        "--config", str(tmp_path / "c.json"), "--seed", "1", "--no-cache", "--no-progress"], capsys)
+    assert code == 0 and "validation spectra" not in caplog.text  # 30 * 0.35 = 10.5 -> 10
+
+
+def test_model_of_another_element_is_refused_unless_forced(tmp_path, capsys):
+    copper = str(EXAMPLES / "tetraamminecopper.xyz")
+    code, out, err = run(["predict", copper, "--model", str(ROOT / "models" / "fe-k-xanes"), "--out", str(tmp_path / "o")],
+                         capsys)
+    assert code == 2 and not (tmp_path / "o").exists()
+    assert err == (f"xanesnet predict: error: {copper}: absorber is Cu but model fe-k-xanes is a Fe model: its spectrum "
+                   "would be a Fe spectrum on Fe energies; use a Cu model (or --force)\n")
+    code, out, err = run(["predict", copper, "--model", str(ROOT / "models" / "fe-k-xanes"), "--out", str(tmp_path / "o"),
+                          "--force"], capsys)
+    assert code == 0 and (tmp_path / "o" / "tetraamminecopper.xanes.txt").is_file()
+    assert err.startswith("warning: --force: predicting Cu absorbers with the Fe model fe-k-xanes: the result is a Fe "
+                          "spectrum on Fe energies, not a Cu spectrum")

@@ -60,8 +60,8 @@ def test_predict_picks_the_model_of_the_absorber(el, spectrum, tmp_path, capsys)
     assert code == 0, err
     model = expected_model(el, spectrum)
     assert f"model {model.name}" in out
-    assert (": edge " in out) == (spectrum == "xanes")  # an emission spectrum has no edge
-    table = np.loadtxt(tmp_path / f"{xyz.stem}.txt")
+    assert (" E0 " in out) == (spectrum == "xanes") and (" main line " in out) == (spectrum == "xes")  # XES: no edge
+    table = np.loadtxt(tmp_path / f"{xyz.stem}.{spectrum}.txt")
     energy = np.asarray(json.loads((model / "config.json").read_text())["energy"])
     np.testing.assert_allclose(table[:, 0], energy, atol=1e-3)
     assert np.all(np.isfinite(table[:, 1:])) and np.all(table[:, 2] >= 0)

@@ -132,8 +132,8 @@ def test_trust_flag_in_cli_output(tmp_path, capsys):
     entry = json.loads((tmp_path / "o.json").read_text())["ferrocene"]
     assert entry["uncertainty_mode"] == "ensemble" and isinstance(entry["trusted"], bool)
     assert entry["extrapolation"]["training_std_beyond_range"] >= 0
-    header = (tmp_path / "o" / "ferrocene.txt").read_text().splitlines()[0]
-    assert "uncertainty_score = " in header and "trusted = " in header
+    header = (tmp_path / "o" / "ferrocene.xanes.txt").read_text()
+    assert "# uncertainty_score = " in header and "# trust = " in header
     # a far-out molecule: the flag trips and the CLI warns, naming it
     assert main(["predict", "--model", str(tmp_path / "m"), str(EXAMPLES / "tetrachloroferrate.xyz"), "--out", str(tmp_path / "o2")]) == 0
     out, err = capsys.readouterr()
@@ -213,7 +213,7 @@ def test_shipped_model_flags_an_unseen_ligand_and_keeps_the_spectrum_finite(tmp_
     assert main(["predict", "--model", str(ROOT / "models" / "fe-k-xanes"), str(path), "--out", str(tmp_path / "o")]) == 0
     _, err = capsys.readouterr()
     assert "warning: fe_superoxo: prediction NOT trusted" in err and "D_O:O[" in err
-    spectrum = np.loadtxt(tmp_path / "o" / "fe_superoxo.txt")
+    spectrum = np.loadtxt(tmp_path / "o" / "fe_superoxo.xanes.txt")
     assert np.all(np.isfinite(spectrum)) and -0.1 < spectrum[:, 1].min() and spectrum[:, 1].max() < 2.0
 
 
@@ -352,7 +352,7 @@ def test_several_absorbing_atoms_give_the_average_of_their_sites(tmp_path, capsy
     out = tmp_path / "out"
     assert main(["predict", str(sym), "--absorber", "Fe", "--out", str(out), "--json", str(out / "p.json")]) == 0
     assert "average of 2 sites (atoms 0, 1)" in capsys.readouterr().out
-    assert "| absorber_atoms = 0 1 (averaged)" in (out / "diiron_nonacarbonyl.txt").read_text().splitlines()[0]
+    assert "# absorber_atoms = 0 1 (averaged)" in (out / "diiron_nonacarbonyl.xanes.txt").read_text().splitlines()
     assert json.loads((out / "p.json").read_text())["diiron_nonacarbonyl"]["absorber_atoms"] == [0, 1]
     # without --absorber: the one-line error says how to average; nothing written
     assert main(["predict", str(sym), "--out", str(tmp_path / "none")]) == 2

@@ -59,6 +59,7 @@ def run() -> None:
 ABSORBER_HELP = "absorbing atom: 0-based index or element symbol (default: the one Ti-Zn metal)"
 SKIP_BAD_HELP = "skip unreadable structures and report them (default: stop at the first)"
 SPECTRUM_HELP = "which spectrum, xanes or xes: selects the shipped model (default: %(default)s)"
+FORCE_HELP = "predict with --model even when its element is not the absorber's (default: refuse)"
 MC_HELP = "Monte-Carlo dropout draws per ensemble member (models trained with dropout) (default: none for an ensemble)"
 
 
@@ -92,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--dataset", help="HDF5 data set written by 'xanesnet simulate'")
     p.add_argument("--spectra", help="directory of spectra, paired with the structures by file name (required with --xyz)")
     p.add_argument("--target", default="xanes", choices=["xanes", "xes"],
-                   help="which spectrum of a --dataset to learn: xanes or xes (default: %(default)s)")
+                   help="what the spectra are, xanes or xes (with --dataset: which of them to learn); saved with the model "
+                        "(default: %(default)s)")
     p.add_argument("--element", nargs="+", metavar="EL", help="with --dataset: only absorbers of these elements, e.g. Fe (default: all)")
     p.add_argument("--broaden", metavar="KIND", help="broaden raw spectra: a preset (" + ", ".join(BROADENING_PRESETS) + ") or a kind ("
                    + ", ".join(BROADENING_KINDS) + ") with its default widths (default: none, spectra used as read)")
@@ -141,11 +143,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-size", type=int, default=512, help="with --out FILE.h5: molecules per chunk (default %(default)s)")
     p.add_argument("--json", help="also write all predictions to this JSON file (default: none)")
     p.add_argument("--skip-bad", action="store_true", help=SKIP_BAD_HELP)
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
     p.add_argument("--plot", action="store_true",
                    help="also draw NAME.png (prediction with its +-2 sigma band) next to each NAME.txt (default: off)")
     p.add_argument("--mc-samples", type=int, help=MC_HELP)
-    p.add_argument("--e0", type=float, help="edge energy (eV) to put a relative-grid model's energies on the absolute scale "
-                                            "(default: none)")
+    p.add_argument("--format", default="txt", choices=["txt", "xdi"],
+                   help="txt: NAME.KIND.txt with a commented header; xdi: NAME.KIND.xdi, XDI 1.0 as Larch and Athena read it "
+                        "(default: %(default)s)")
+    p.add_argument("--e0", type=float,
+                   help="XANES: align each prediction's E0 (Larch pre_edge convention) to this energy in eV, e.g. a measured "
+                        "spectrum's, shifting everything written and printed; a relative-grid model's energies are put on the "
+                        "absolute scale (default: none, the model's own energy scale)")
     p.add_argument("--reference", metavar="DIR",
                    help="with --plot: reference spectra paired by file name, drawn for comparison (default: none)")
     p.set_defaults(func=cmd_predict)
@@ -160,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="selection.tsv", help="table of the selected structures, most informative first "
                                                           "(default: %(default)s)")
     p.add_argument("--skip-bad", action="store_true", help=SKIP_BAD_HELP)
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
     p.add_argument("--mc-samples", type=int, help=MC_HELP)
     p.add_argument("--strategy", default="diverse",
                    help="one of " + ", ".join(SELECTION_STRATEGIES) + ". diverse: uncertain and unlike each other; uncertainty: the N least certain; random: a random draw "
@@ -214,6 +223,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="DIR", help="write DIR/evaluation.png and .svg: best, median, worst spectra and the error "
                                                  "histogram (default: none)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("normalize", parents=[common],
+                       help="normalise XANES spectra as Larch's pre_edge does (E0, edge step, pre- and post-edge lines)")
+    p.add_argument("paths", nargs="+", help="spectrum files (" + ", ".join(SPECTRUM_FORMATS) + ")")
+    p.add_argument("--out", default=".", help="directory for NAME.norm.txt or NAME.norm.xdi (default: %(default)s)")
+    p.add_argument("--format", default="txt", choices=["txt", "xdi"],
+                   help="txt: energy and normalised columns with a commented header; xdi: XDI 1.0 (default: %(default)s)")
+    p.add_argument("--spectrum-format", metavar="FORMAT", help=format_help)
+    p.add_argument("--e0", type=float, help="E0 in eV (default: found as Larch's find_e0 does)")
+    for name, what in (("pre1", "start of the pre-edge line fit"), ("pre2", "end of the pre-edge line fit"),
+                       ("norm1", "start of the post-edge fit"), ("norm2", "end of the post-edge fit")):
+        p.add_argument(f"--{name}", type=float, help=f"{what}, eV from E0 (default: Larch's)")
+    p.add_argument("--nnorm", type=int, choices=[0, 1, 2, 3], help="degree of the post-edge polynomial: 0, 1, 2 or 3 "
+                                                                   "(default: Larch's, by the post-edge length)")
+    p.set_defaults(func=cmd_normalize)
 
     p = sub.add_parser("importance", parents=[common],
                        help="permutation importance of descriptor features per spectral window (CSV, JSON, figures)")
@@ -332,7 +356,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(data.pairing.report(), file=sys.stderr)
         _report_skipped(data.skipped)
     saved = train_model(data, config, args.out, holdout=args.holdout, absorber=args.absorber, init=init,
-                        weights_dtype="float16" if args.float16 else "float32", progress=not args.no_progress)
+                        weights_dtype="float16" if args.float16 else "float32", progress=not args.no_progress,
+                        metadata={"spectrum": args.target})
     print(f"trained on {saved['n_train']} spectra ({len(data.energy)} points) in {saved['training_seconds']:.1f} s, "
           f"seed {saved['seed']}; saved to {args.out}")
     if "holdout_metrics" in saved:
@@ -377,7 +402,7 @@ def default_model(element: str, spectrum: str, *, path: str | os.PathLike | None
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from xanesnet.io.results import is_results_path
-    from xanesnet.predict import Predictor, write_spectra
+    from xanesnet.predict import Predictor, prediction_records, trust_verdict, write_spectra
 
     spectra = ["xanes", "xes"] if "both" in args.spectrum else list(dict.fromkeys(args.spectrum))
     if is_results_path(args.out):
@@ -398,19 +423,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
         predictions.append((model, pred))
         skipped += skip
     _report_skipped(skipped)
+    records = [rec for _, pred in predictions for rec in prediction_records(pred, e0=args.e0)]
     if args.json:
         from xanesnet.pipeline import write_json
 
-        write_json(args.json, {i: {"model": str(model), "energy": pred.energy.tolist(), "intensity": pred.mean[k].tolist(),
-                                   "std": pred.std[k].tolist(), "uncertainty_mode": pred.mode,
-                                   "uncertainty_score": None if pred.score is None else float(pred.score[k]),
-                                   "trusted": None if pred.trusted is None else bool(pred.trusted[k]),
-                                   "extrapolation": None if pred.extrapolation is None else {
-                                       "feature": pred.extrapolated_feature[k],
-                                       "training_std_beyond_range": _json_number(pred.extrapolation[k])},
-                                   "absorber_atoms": pred.sites[k]}
-                               for model, pred in predictions for k, i in enumerate(pred.ids)})
-    n_written = sum(len(write_spectra(pred, args.out, e0=args.e0)) for _, pred in predictions)
+        write_json(args.json, {rec["name"]: {"model": str(model), **rec}
+                               for model, pred in predictions for rec in records if rec["name"] in pred.ids})
+    n_written = sum(len(write_spectra(pred, args.out, e0=args.e0, fmt=args.format)) for _, pred in predictions)
     for model, pred in predictions:
         for line in pred.warnings():
             print(f"warning: {line}", file=sys.stderr)
@@ -419,23 +438,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
         missing = []
         for model, pred in predictions:
-            missing += plot_predictions(pred, args.out, reference_dir=args.reference, model=Path(model).name)[1]
+            missing += plot_predictions(pred, args.out, reference_dir=args.reference, e0=args.e0)[1]
         if missing:
             print(f"no reference spectrum for {len(missing)} molecule(s): {', '.join(missing[:10])}"
                   + (", ..." if len(missing) > 10 else ""), file=sys.stderr)
     if n_written == 1:
-        from xanesnet.analysis.metrics import edge_energy, main_peak
-
-        model, pred = predictions[0]
-        e_peak, i_peak = main_peak(pred.energy, pred.mean)
-        score = "" if pred.score is None else f"uncertainty score {pred.score[0]:.3g} "
-        trust = "" if pred.trusted is None else f"; {score}({'trusted' if pred.trusted[0] else 'NOT trusted'})"
-        is_xes = json.loads((Path(model) / "config.json").read_text()).get("spectrum") == "xes"  # no edge in emission
-        edge = "" if is_xes else f"edge {edge_energy(pred.energy, pred.mean)[0]:.2f} eV, "
-        sites = "" if len(pred.sites[0]) == 1 else f"; average of {len(pred.sites[0])} sites (atoms {', '.join(map(str, pred.sites[0]))})"
-        peak = (f"main peak {e_peak[0]:.2f} eV (intensity {i_peak[0]:.3f})" if math.isfinite(e_peak[0])
-                else "no peak inside the grid")
-        print(f"{pred.ids[0]}: {edge}{peak}; model {Path(model).name}{sites}{trust}")
+        rec = records[0]
+        unit = "eV" if rec["energy_reference"] == "absolute" else "eV from E0"
+        peak_ev = rec["main_line_ev" if rec["kind"] == "xes" else "main_peak_ev"]
+        peak = (f"{'main line' if rec['kind'] == 'xes' else 'main peak'} {peak_ev:.2f} {unit} (intensity "
+                f"{rec['main_line_intensity' if rec['kind'] == 'xes' else 'main_peak_intensity']:.3f})"
+                if peak_ev is not None else "no peak inside the grid")
+        where = peak if rec["kind"] == "xes" else f"E0 {rec['e0_ev']:.2f} {unit} (Larch), {peak}"
+        shift = f"; energies shifted by {rec['energy_shift_ev']:+.2f} eV (--e0)" if args.e0 is not None else ""
+        sites = "" if len(rec["absorber_atoms"]) == 1 else (f"; average of {len(rec['absorber_atoms'])} sites "
+                                                           f"(atoms {', '.join(map(str, rec['absorber_atoms']))})")
+        score = "" if rec["uncertainty_score"] is None else f"uncertainty score {rec['uncertainty_score']:.3g} "
+        print(f"{rec['name']}: {rec['element'] or ''} {rec['kind'].upper()}, {where}; model {rec['model']}{shift}{sites}; "
+              f"{score}({trust_verdict(rec)})")
     print(f"wrote {n_written} spectra to {args.out}")
     return 0
 
@@ -456,11 +476,6 @@ def _predict_library(args: argparse.Namespace, spectra: list[str]) -> int:
     return 0
 
 
-def _json_number(value: float) -> float | str:
-    """A float for JSON; infinity (a feature constant in training that differs) as the string "inf"."""
-    return float(value) if math.isfinite(value) else "inf"
-
-
 def _model_groups(args: argparse.Namespace) -> dict[Path, list[Path]]:
     """The structure files of ``args.paths``, grouped by the model that predicts them (``--model``, or by element)."""
     from xanesnet.io.structures import find_structure_files
@@ -472,20 +487,46 @@ def _model_groups(args: argparse.Namespace) -> dict[Path, list[Path]]:
         import torch
 
         torch.set_num_threads(1)
-    return {Path(args.model): files} if args.model else _files_by_model(files, args)
+    if args.model:
+        _check_model_element(files, Path(args.model), args)
+        return {Path(args.model): files}
+    return _files_by_model(files, args)
+
+
+def _check_model_element(files: list[Path], model: Path, args: argparse.Namespace) -> None:
+    """Refuse absorbers of another element than the model's, in one line; with --force, say loudly what that means."""
+    from xanesnet.io.structures import absorber_element, read_structure
+
+    try:
+        element = json.loads((model / "config.json").read_text()).get("element")
+    except (OSError, ValueError):
+        return  # loading the model reports it
+    if not element:
+        return
+    for f in files:
+        try:
+            found = absorber_element(read_structure(f), args.absorber)
+        except XanesnetError:
+            if args.skip_bad:
+                continue  # reported as skipped when predicted
+            raise
+        if found != element:
+            if not args.force:
+                raise XanesnetError(f"absorber is {found} but model {model.name} is a {element} model: its spectrum would "
+                                    f"be a {element} spectrum on {element} energies; use a {found} model (or --force)", path=f)
+            print(f"warning: --force: predicting {found} absorbers with the {element} model {model.name}: the result is "
+                  f"a {element} spectrum on {element} energies, not a {found} spectrum ({f.name} and any others)", file=sys.stderr)
+            return
 
 
 def _files_by_model(files: list[Path], args: argparse.Namespace) -> dict[Path, list[Path]]:
     """Group files by the shipped model for their absorber's element (a bad file fails here unless --skip-bad)."""
-    from ase.data import chemical_symbols
-
-    from xanesnet.io.structures import absorber_sites, read_structure
+    from xanesnet.io.structures import absorber_element, read_structure
 
     groups: dict[Path, list[Path]] = {}
     for f in files:
         try:
-            s = read_structure(f)
-            element = chemical_symbols[s.numbers[absorber_sites(s, args.absorber)[0]]]
+            element = absorber_element(read_structure(f), args.absorber)
         except XanesnetError:
             if not args.skip_bad:
                 raise
@@ -613,14 +654,37 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                          progress=not args.no_progress)
     if args.json:
         write_json(args.json, metrics)
+    if data.pairing and (data.pairing.structures_only or data.pairing.spectra_only):
+        print(f"unmatched files: {data.pairing.report()}", file=sys.stderr)
     if args.plot:
         from xanesnet.analysis.plots import plot_evaluation
 
         plot_evaluation(data.energy, data.y, pred.mean, data.ids, Path(args.plot) / "evaluation", std=pred.std,
-                        label=f"{Path(args.model).name}, {'held-out' if args.heldout else 'all'} molecules")
-    width = max(map(len, metrics))
-    for k, v in metrics.items():
+                        kind=pred.kind, mode=pred.mode, label=f"{Path(args.model).name}, {'held-out' if args.heldout else 'all'} molecules")
+    flat = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
+    width = max(map(len, flat))
+    for k, v in flat.items():
         print(f"{k:<{width}}  {v:.6g}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+    labels = {"heldout": "held-out", "training": "training (seen in training: optimistic)", "unseen": "unseen",
+              "not_heldout": "not held out (may have been trained on: optimistic)"}
+    splits = metrics["splits"]
+    if len(splits) > 1 or "heldout" not in splits:
+        print("by split:")
+        for name, m in splits.items():
+            print(f"  {labels[name]}: n {m['n']}, MSE {m['mse']:.4g}, RSE {m['rse']:.4g}, "
+                  f"main peak {m['peak_position_error_ev_mean']:.2f} eV (mean)")
+    return 0
+
+
+def cmd_normalize(args: argparse.Namespace) -> int:
+    from xanesnet.pipeline import normalize_files
+
+    windows = {k: getattr(args, k) for k in ("pre1", "pre2", "norm1", "norm2", "nnorm")}
+    written = normalize_files(args.paths, args.out, fmt=args.format, spectrum_format=args.spectrum_format, e0=args.e0,
+                              **windows)
+    for path, edge in written:
+        print(f"{path.name}: E0 {edge.e0:.2f} eV, edge step {edge.edge_step:.4g}")
+    print(f"wrote {len(written)} normalised spectra to {args.out}")
     return 0
 
 

@@ -33,6 +33,9 @@ from xanesnet.io.structures import resolve_absorber
 
 logger = logging.getLogger(__name__)
 
+#: Fewer validation spectra than this and the calibration of sigma and the trust threshold is not worth much: a warning.
+MIN_CALIBRATION_SPECTRA = 10
+
 
 @dataclass
 class TrainingSet:
@@ -44,6 +47,7 @@ class TrainingSet:
     energy: np.ndarray
     pairing: Pairing | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    elements: list[str] | None = None  # the absorber's element per molecule, where known
 
 
 def build_training_set(xyz_dir: str | os.PathLike, spectra_dir: str | os.PathLike, config: Config, *,
@@ -62,7 +66,11 @@ def build_training_set(xyz_dir: str | os.PathLike, spectra_dir: str | os.PathLik
     kept = set(feats.ids)
     spectra = [p for s, p in zip(pairing.stems, pairing.spectra) if s in kept]
     energy, y = load_spectra(spectra, fmt=spectrum_format, process=_spectrum_processor(config), progress=progress)
-    return TrainingSet(ids=feats.ids, x=feats.x, y=y, energy=energy, pairing=pairing, skipped=feats.skipped)
+    from xanesnet.io.structures import absorber_element, read_structure
+
+    elements = [absorber_element(read_structure(p), absorber) for s, p in zip(pairing.stems, pairing.structures) if s in kept]
+    return TrainingSet(ids=feats.ids, x=feats.x, y=y, energy=energy, pairing=pairing, skipped=feats.skipped,
+                       elements=elements)
 
 
 def build_training_set_from_simulations(dataset: str | os.PathLike, config: Config, *, target: str = "xanes",
@@ -80,7 +88,7 @@ def build_training_set_from_simulations(dataset: str | os.PathLike, config: Conf
     from xanesnet.simulate import read_simulations
 
     descriptor = descriptor_from_dict(config.descriptor)
-    ids, rows, spectra, skipped = [], [], [], []
+    ids, rows, spectra, skipped, found = [], [], [], [], []
     wanted = None if elements is None else {e.capitalize() for e in elements}
     for sim in read_simulations(dataset, spectrum=target):
         s = sim.structure
@@ -95,11 +103,12 @@ def build_training_set_from_simulations(dataset: str | os.PathLike, config: Conf
             skipped.append((s.name, str(exc)))
             continue
         ids.append(s.name)
+        found.append(chemical_symbols[s.numbers[a]])
         spectra.append(sim.spectrum)
     if not ids:
         raise XanesnetError(f"no {target} spectra{' for ' + ', '.join(sorted(wanted)) if wanted else ''} in the data set", path=dataset)
     energy, y = stack_spectra(spectra, process=_spectrum_processor(config))
-    return TrainingSet(ids=ids, x=np.vstack(rows), y=y, energy=energy, skipped=skipped)
+    return TrainingSet(ids=ids, x=np.vstack(rows), y=y, energy=energy, skipped=skipped, elements=found)
 
 
 def load_feature_file(path: str | os.PathLike) -> TrainingSet:
@@ -150,10 +159,14 @@ def train_model(data: TrainingSet, config: Config, out: str | os.PathLike, *, ho
                      else [f"x{i}" for i in range(x.shape[1])])
     if len(feature_names) != x.shape[1]:
         raise XanesnetError(f"the descriptor gives {len(feature_names)} features but the data have {x.shape[1]}")
+    elements = sorted(set(data.elements or []))
     saved = {
         **model_config(trained, data.energy, feature_names),
         "absorber": absorber,
+        "element": elements[0] if len(elements) == 1 else None,  # predict refuses other absorbers
+        "edge": "K",
         "n_train": int(len(fit_ids)),
+        "training_ids": fit_ids,  # so evaluate can tell training molecules from unseen ones
         "training_data_sha256": data_hash(fit_ids, x[~test], y[~test]),
         "training_seconds": round(trained.seconds, 2),
         "history": trained.history,
@@ -230,6 +243,11 @@ def calibrated_predictor(trained, x: np.ndarray, y: np.ndarray, config: dict[str
     from xanesnet.predict import Predictor
 
     predictor = Predictor(Bundle(path=None, config=config, members=trained.members))
+    n_val = len(trained.val_index)
+    if n_val < MIN_CALIBRATION_SPECTRA:
+        logger.warning("the error bars and trust threshold are calibrated on %d validation spectr%s (fewer than %d): "
+                       "too few to trust them; train on more spectra", n_val, "um" if n_val == 1 else "a",
+                       MIN_CALIBRATION_SPECTRA)
     config["uncertainty"] = calibrate(predictor, x[trained.val_index], y[trained.val_index], spread=y.std(0),
                                       kind=trained.config.training.calibration)
     return predictor
@@ -346,7 +364,28 @@ def evaluate_model(model: str | os.PathLike, xyz_dir: str | os.PathLike, spectra
                             f"the model's ({predictor.energy[0]:g}-{predictor.energy[-1]:g} eV, {len(predictor.energy)} points)",
                             path=spectra_dir)
     pred = predictor.predict_features(data.x, ids=data.ids, mc_samples=mc_samples)
-    return score_predictions(pred, data.y), pred, data
+    metrics = score_predictions(pred, data.y)
+    splits = np.array(split_of(data.ids, cfg))
+    metrics["splits"] = {name: score_predictions(pred.take(splits == name), data.y[splits == name])
+                         for name in SPLITS if np.any(splits == name)}
+    pairing = data.pairing
+    metrics["unmatched"] = {"structures_without_spectrum": [p.name for p in pairing.structures_only] if pairing else [],
+                            "spectra_without_structure": [p.name for p in pairing.spectra_only] if pairing else []}
+    return metrics, pred, data
+
+
+#: How a molecule relates to a model: in its held-out split, in its training data (validation split included), in
+#: neither, or (models saved without their training names) "not held out", i.e. possibly trained on.
+SPLITS = ("heldout", "training", "unseen", "not_heldout")
+
+
+def split_of(ids: Sequence[str], config: dict[str, Any]) -> list[str]:
+    """:data:`SPLITS` entry of each molecule for a model's saved config."""
+    held = set((config.get("holdout") or {}).get("ids", []))
+    trained = config.get("training_ids")
+    trained = set(trained) if trained is not None else None
+    return ["heldout" if i in held else "not_heldout" if trained is None else "training" if i in trained else "unseen"
+            for i in ids]
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
@@ -367,3 +406,45 @@ def write_json(path: str | os.PathLike, data: Any) -> Path:
     import json
 
     return write_text(path, json.dumps(data, indent=1))
+
+
+def normalize_files(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *, fmt: str = "txt",
+                    spectrum_format: str | None = None, e0: float | None = None,
+                    **windows: float | None) -> list[tuple[Path, Any]]:
+    """``xanesnet normalize``: each spectrum normalised as Larch's ``pre_edge`` does, to ``OUT/NAME.norm.FMT``.
+
+    ``windows`` are :func:`~xanesnet.spectra.preedge.pre_edge`'s ``pre1``,
+    ``pre2``, ``norm1``, ``norm2`` (eV from E0) and ``nnorm``; ``None`` keeps
+    Larch's default. ``fmt`` ``"xdi"`` writes XDI 1.0 with a ``norm`` column.
+    Returns each written file with its :class:`~xanesnet.spectra.preedge.PreEdge`.
+    """
+    from xanesnet import __version__
+    from xanesnet.io.spectra import read_spectrum
+    from xanesnet.spectra.preedge import pre_edge
+
+    if fmt not in ("txt", "xdi"):
+        raise XanesnetError(f"unknown output format {fmt!r}; choose from txt, xdi")
+    spectra = [read_spectrum(p, fmt=spectrum_format) for p in paths]  # every file read before anything is written
+    written = []
+    for s in spectra:
+        try:
+            edge = pre_edge(s.energy, s.intensity, e0=e0, **windows)
+        except XanesnetError as exc:
+            raise XanesnetError(exc.message, path=s.source) from None
+        fields = {"e0": f"{edge.e0:.3f} eV (Larch pre_edge)", "edge_step": f"{edge.edge_step:.6g}",
+                  "pre_edge_window": f"{edge.pre1:g} to {edge.pre2:g} eV from E0",
+                  "post_edge_window": f"{edge.norm1:g} to {edge.norm2:g} eV from E0, polynomial degree {edge.nnorm}",
+                  "source": s.source}
+        if fmt == "xdi":
+            element = s.meta.get("element") or "unknown"
+            head = [f"# XDI/1.0 xanesnet/{__version__}", "# Column.1: energy eV", "# Column.2: norm",
+                    f"# Element.symbol: {element}", f"# Element.edge: {s.meta.get('edge') or 'K'}",
+                    f"# Scan.edge_energy: {edge.e0:.3f} eV", f"# Sample.name: {s.name}"]
+            head += [f"# Xanesnet.{k}: {v}" for k, v in fields.items()]
+            head += ["# ///", f"# {s.name}: normalised as Larch's pre_edge does", "#----", "# energy norm"]
+        else:
+            head = [f"# {s.name}: normalised as Larch's pre_edge does"] + [f"# {k} = {v}" for k, v in fields.items()]
+            head.append("# energy_eV norm")
+        table = "".join(f"{e:.4f} {y:.8e}\n" for e, y in zip(s.energy, edge.norm))
+        written.append((write_text(Path(out_dir) / f"{s.name}.norm.{fmt}", "\n".join(head) + "\n" + table), edge))
+    return written

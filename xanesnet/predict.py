@@ -56,6 +56,31 @@ class Prediction:
     extrapolated_feature: list[str] | None = None
     sites: list[list[int]] | None = None
     features: np.ndarray | None = None
+    kind: str = "xanes"  # what the model predicts: "xanes" (absorption) or "xes" (emission)
+    element: str | None = None  # the absorber element the model was trained on
+    edge: str = "K"
+    model: str | None = None  # the model's name (its directory)
+    normalisation: str | None = None  # what the intensity scale is
+
+    def describe(self) -> dict:
+        """The model-level fields of :attr:`kind`, :attr:`element`, :attr:`edge`, :attr:`model`, :attr:`normalisation`."""
+        return {"kind": self.kind, "element": self.element, "edge": self.edge, "model": self.model,
+                "normalisation": self.normalisation, "uncertainty_mode": self.mode}
+
+    def take(self, rows: np.ndarray) -> "Prediction":
+        """The molecules selected by ``rows`` (a boolean mask or indices)."""
+        import dataclasses
+
+        rows = np.flatnonzero(rows) if np.asarray(rows).dtype == bool else np.asarray(rows, int)
+
+        def pick(a):
+            return None if a is None else a[rows]
+
+        return dataclasses.replace(
+            self, ids=[self.ids[k] for k in rows], mean=self.mean[rows], std=self.std[rows], samples=self.samples[:, rows],
+            score=pick(self.score), trusted=pick(self.trusted), extrapolation=pick(self.extrapolation),
+            extrapolated_feature=None if self.extrapolated_feature is None else [self.extrapolated_feature[k] for k in rows],
+            sites=None if self.sites is None else [self.sites[k] for k in rows], features=pick(self.features))
 
     def warnings(self) -> list[str]:
         """One line per spectrum that is not trusted, naming the molecule and saying why."""
@@ -90,6 +115,19 @@ class Predictor:
         self.energy = bundle.energy
         grid = (bundle.config.get("spectra") or {}).get("grid") or {}
         self.relative = isinstance(grid, dict) and grid.get("kind") == "relative"
+        self.kind = bundle.config.get("spectrum") or "xanes"
+        self.element = bundle.config.get("element")
+
+    def describe(self, pred: "Prediction") -> "Prediction":
+        """``pred`` with the model's kind, element, edge, name and intensity scale filled in."""
+        config = self.bundle.config
+        spectra = config.get("spectra") or {}
+        pred.kind, pred.element, pred.edge = self.kind, self.element, config.get("edge") or "K"
+        pred.model = self.bundle.path.name if self.bundle.path is not None else None
+        source = config.get("reference") or "the training spectra"
+        pred.normalisation = (f"edge step normalised ({spectra['normalisation']})" if spectra.get("normalisation")
+                              else f"none: on the scale of {source}")
+        return pred
 
     @classmethod
     def from_bundle(cls, path: str | os.PathLike) -> "Predictor":
@@ -134,7 +172,7 @@ class Predictor:
             inside = distance <= EXTRAPOLATION_LIMIT
             pred.trusted = inside if pred.trusted is None else pred.trusted & inside
         pred.features = x
-        return pred
+        return self.describe(pred)
 
     def _predict_samples(self, x: np.ndarray, *, ids: list[str], mc_samples: int | None, batch_size: int,
                          calibrate: bool) -> Prediction:
@@ -247,35 +285,159 @@ def average_sites(pred: Prediction, site_of: np.ndarray, ids: Sequence[str]) -> 
         threshold=pred.threshold, relative=pred.relative,
         extrapolation=None if worst is None else pred.extrapolation[worst],
         extrapolated_feature=None if worst is None else [pred.extrapolated_feature[k] for k in worst],
-        features=None if pred.features is None else mean(pred.features))
+        features=None if pred.features is None else mean(pred.features), kind=pred.kind, element=pred.element,
+        edge=pred.edge, model=pred.model, normalisation=pred.normalisation)
 
 
-def write_spectra(prediction: Prediction, out_dir: str | os.PathLike, *, e0: float | None = None) -> list[Path]:
-    """Write ``NAME.txt`` per molecule (energy, intensity, std), each via a temporary file and a rename.
+#: Output formats of :func:`write_spectra` (the file suffix after the kind: ``NAME.xanes.txt``, ``NAME.xes.xdi``).
+OUTPUT_FORMATS = ("txt", "xdi")
 
-    A model trained on a grid relative to the edge predicts relative energies;
-    ``e0`` (eV) places them on the absolute scale.
+
+def summary(energy: np.ndarray, intensity: np.ndarray, kind: str) -> dict:
+    """What a spectroscopist reads off a spectrum (eV).
+
+    XANES: E0 and edge step as Larch's ``pre_edge`` defines them
+    (:func:`xanesnet.spectra.preedge.pre_edge`) and the main peak (the global
+    maximum). XES has no edge: the main line (the strongest emission) only.
     """
-    if e0 is not None and not prediction.relative:
-        raise XanesnetError("--e0 applies only to models trained on a grid relative to the edge; this one is absolute")
-    energy = prediction.energy + (e0 or 0.0)
-    column = "energy_minus_E0_eV" if prediction.relative and e0 is None else "energy_eV"
+    from xanesnet.analysis.metrics import main_peak
+
+    e_peak, i_peak = (float(v[0]) if np.isfinite(v[0]) else None for v in main_peak(energy, intensity))  # None: at an end
+    if kind == "xes":
+        return {"main_line_ev": e_peak, "main_line_intensity": i_peak}
+    from xanesnet.spectra.preedge import pre_edge
+
+    edge = pre_edge(energy, intensity)
+    return {"e0_ev": edge.e0, "edge_step": edge.edge_step, "main_peak_ev": e_peak, "main_peak_intensity": i_peak}
+
+
+def energy_shifts(prediction: Prediction, e0: float | None = None) -> np.ndarray:
+    """Per molecule, what to add to :attr:`Prediction.energy` (eV) so that its E0 is ``e0``.
+
+    A model on a grid relative to the edge predicts energies relative to E0:
+    ``e0`` places them on the absolute scale. For an absolute model ``e0``
+    aligns each prediction's Larch E0 with ``e0`` (a measurement's E0, say):
+    theory's absolute energies are not experiment's. Without ``e0``: no shift.
+    """
+    n = len(prediction.ids)
+    if e0 is None:
+        return np.zeros(n)
+    if prediction.kind == "xes":
+        raise XanesnetError("--e0 aligns absorption edges; an emission (XES) spectrum has no edge")
+    if prediction.relative:
+        return np.full(n, float(e0))
+    return np.array([e0 - summary(prediction.energy, prediction.mean[k], "xanes")["e0_ev"] for k in range(n)])
+
+
+def prediction_records(prediction: Prediction, *, e0: float | None = None) -> list[dict]:
+    """One dict per molecule: what the model is, the (shifted) spectrum and its summary, the uncertainty and trust."""
+    shifts = energy_shifts(prediction, e0)
+    records = []
+    for k, name in enumerate(prediction.ids):
+        energy = prediction.energy + shifts[k]
+        absolute = not prediction.relative or e0 is not None
+        rec = {"name": name, **prediction.describe(), "energy_reference": "absolute" if absolute else "e0",
+               "energy_shift_ev": float(shifts[k])}
+        rec.update(summary(energy, prediction.mean[k], prediction.kind))
+        rec.update({
+            "uncertainty_score": None if prediction.score is None else float(prediction.score[k]),
+            "trust_threshold": prediction.threshold,
+            "trusted": None if prediction.trusted is None else bool(prediction.trusted[k]),
+            "extrapolation": None if prediction.extrapolation is None else {
+                "feature": prediction.extrapolated_feature[k],
+                "training_std_beyond_range": _json_number(prediction.extrapolation[k])},
+            "absorber_atoms": None if prediction.sites is None else prediction.sites[k],
+            "energy": energy.tolist(), "intensity": prediction.mean[k].tolist(), "std": prediction.std[k].tolist()})
+        records.append(rec)
+    return records
+
+
+def _json_number(value: float) -> float | str:
+    """A float for JSON; infinity (a feature constant in training that differs) as the string "inf"."""
+    import math
+
+    return float(value) if math.isfinite(value) else "inf"
+
+
+def trust_verdict(record: dict) -> str:
+    """``trusted``, ``NOT trusted`` or ``no error bar`` (a model without ensemble or dropout)."""
+    return {True: "trusted", False: "NOT trusted", None: "no error bar"}[record["trusted"]]
+
+
+def _header_fields(record: dict) -> list[tuple[str, str]]:
+    """The header of a written spectrum as (name, value) pairs, shared by the text and XDI formats."""
+    def num(v, fmt=".6g"):
+        return "none" if v is None else format(v, fmt)
+
+    kind = record["kind"]
+    scale = "normalised absorption" if kind == "xanes" else "emission intensity (arb. units)"
+    fields = [("kind", kind), ("element", record["element"] or "unknown"), ("edge", record["edge"]),
+              ("model", record["model"] or "in memory"), ("normalisation", record["normalisation"] or "unknown"),
+              ("units", f"energy eV; intensity and std: {scale}")]
+    if kind == "xanes":
+        fields += [("e0", f"{record['e0_ev']:.2f} eV (Larch pre_edge)"), ("edge_step", num(record["edge_step"], ".4g")),
+                   ("main_peak", num(record["main_peak_ev"], ".2f") + " eV")]
+    else:
+        fields += [("main_line", num(record["main_line_ev"], ".2f") + " eV")]
+    fields += [("energy_reference", "absolute" if record["energy_reference"] == "absolute" else "relative to E0"),
+               ("energy_shift", f"{record['energy_shift_ev']:.3f} eV"), ("uncertainty_mode", record["uncertainty_mode"] or "none"),
+               ("uncertainty_score", num(record["uncertainty_score"], ".4g")),
+               ("trust_threshold", num(record["trust_threshold"], ".4g")), ("trust", trust_verdict(record))]
+    ext = record["extrapolation"]
+    if ext is not None:
+        d = ext["training_std_beyond_range"]
+        value = d if d == "inf" else format(d, ".4g")
+        fields.append(("beyond_training_range", value + (f" ({ext['feature']})" if ext["feature"] else "")))
+    if record["absorber_atoms"] is not None and len(record["absorber_atoms"]) > 1:
+        fields.append(("absorber_atoms", " ".join(map(str, record["absorber_atoms"])) + " (averaged)"))
+    return fields
+
+
+def _text_file(record: dict) -> str:
+    from xanesnet import __version__
+
+    title = f"{record['name']}: {record['element'] or ''} {record['edge']}-edge {record['kind'].upper()} predicted by xanesnet {__version__}"
+    lines = [f"# {' '.join(title.split())}"] + [f"# {k} = {v}" for k, v in _header_fields(record)]
+    column = "energy_eV" if record["energy_reference"] == "absolute" else "energy_minus_E0_eV"
+    lines.append(f"# {column} intensity std")
+    return "\n".join(lines) + "\n" + _table(record)
+
+
+def _xdi_file(record: dict) -> str:
+    """XDI 1.0: the standard Element, Scan and Sample fields, ours in the ``Xanesnet`` namespace."""
+    from xanesnet import __version__
+
+    signal = "mu" if record["kind"] == "xanes" else "intensity"
+    lines = [f"# XDI/1.0 xanesnet/{__version__}", "# Column.1: energy eV", f"# Column.2: {signal}", "# Column.3: std",
+             f"# Element.symbol: {record['element'] or 'unknown'}", f"# Element.edge: {record['edge']}"]
+    if record["kind"] == "xanes" and record["energy_reference"] == "absolute":
+        lines.append(f"# Scan.edge_energy: {record['e0_ev']:.3f} eV")
+    lines.append(f"# Sample.name: {record['name']}")
+    lines += [f"# Xanesnet.{k}: {v}" for k, v in _header_fields(record)]
+    lines += ["# ///", f"# {record['name']}: predicted {record['kind'].upper()} spectrum; std is the calibrated "
+              "1-sigma uncertainty per point", "#----", f"# energy {signal} std"]
+    return "\n".join(lines) + "\n" + _table(record)
+
+
+def _table(record: dict) -> str:
+    return "".join(f"{e:.4f} {y:.8e} {s:.8e}\n" for e, y, s in zip(record["energy"], record["intensity"], record["std"]))
+
+
+def write_spectra(prediction: Prediction, out_dir: str | os.PathLike, *, e0: float | None = None,
+                  fmt: str = "txt") -> list[Path]:
+    """Write ``NAME.KIND.FMT`` per molecule (``ferrocene.xanes.txt``), each via a temporary file and a rename.
+
+    Columns: energy (eV), intensity, std; the header says what the spectrum
+    is (kind, element, edge, model, normalisation, units), its E0 (Larch
+    convention) or main line, the energy shift applied and the trust verdict.
+    ``fmt`` ``"xdi"`` writes XDI 1.0 (read by Larch and Athena). ``e0``: see
+    :func:`energy_shifts`.
+    """
+    from xanesnet.pipeline import write_text
+
+    if fmt not in OUTPUT_FORMATS:
+        raise XanesnetError(f"unknown output format {fmt!r}; choose from {', '.join(OUTPUT_FORMATS)}")
+    render = _xdi_file if fmt == "xdi" else _text_file
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for i, name in enumerate(prediction.ids):
-        path = out_dir / f"{name}.txt"
-        table = np.column_stack([energy, prediction.mean[i], prediction.std[i]])
-        tmp = path.with_name(f".{path.name}.tmp")
-        trust = "" if prediction.score is None else f" | uncertainty_score = {prediction.score[i]:.4g}"
-        if prediction.extrapolation is not None:
-            feature = prediction.extrapolated_feature[i]
-            trust += f" | beyond_training_range = {prediction.extrapolation[i]:.4g}" + (f" ({feature})" if feature else "")
-        if prediction.trusted is not None:
-            trust += f" | trusted = {str(bool(prediction.trusted[i])).lower()}"
-        if prediction.sites is not None and len(prediction.sites[i]) > 1:
-            trust += f" | absorber_atoms = {' '.join(map(str, prediction.sites[i]))} (averaged)"
-        np.savetxt(tmp, table, fmt="%.4f %.8e %.8e", header=f"{name}{trust}\n{column} intensity std")
-        os.replace(tmp, path)
-        written.append(path)
-    return written
+    return [write_text(out_dir / f"{rec['name']}.{prediction.kind}.{fmt}", render(rec))
+            for rec in prediction_records(prediction, e0=e0)]

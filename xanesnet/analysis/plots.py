@@ -191,52 +191,87 @@ def plot_importance(result: "Importance", path: str | os.PathLike, *,
 
 
 # --- predicted spectra -----------------------------------------------------------------------------------------------
+#: y-axis label per spectrum kind.
+INTENSITY_LABELS = {"xanes": "normalised absorption", "xes": "emission intensity (arb. units)"}
+#: what the band is, per uncertainty mode of :class:`~xanesnet.predict.Prediction`.
+BAND_LABELS = {"ensemble": "ensemble spread", "mc": "MC dropout", "predictive": "Gaussian-process predictive"}
+
+
 def spectrum_figure(energy: np.ndarray, mean: np.ndarray, std: np.ndarray | None = None, *,
-                    reference: tuple[np.ndarray, np.ndarray] | None = None, title: str = "") -> "Figure":
-    """A predicted spectrum (eV) with its ensemble band ``mean +- 2 std`` and, if given, the reference ``(energy, intensity)``."""
+                    reference: tuple[np.ndarray, np.ndarray] | None = None, title: str = "", kind: str = "xanes",
+                    mode: str | None = "ensemble", trust: str | None = None, reference_label: str = "reference") -> "Figure":
+    """A predicted spectrum (eV) with its band ``mean +- 2 std`` and, if given, the reference ``(energy, intensity)``.
+
+    The legend names the uncertainty ``mode`` behind the band (ensemble, MC
+    dropout); ``trust`` (the verdict and score) is written on the figure; the
+    y axis is labelled by ``kind``.
+    """
     fig = _figure(figsize=(6.0, 3.8), layout="constrained")
     ax = fig.subplots()
-    if std is not None:
+    if std is not None and mode is not None:
         ax.fill_between(energy, mean - 2 * std, mean + 2 * std, color="#3b6fd0", alpha=0.25, lw=0,
-                        label="prediction ± 2σ (ensemble)")
+                        label=f"prediction ± 2σ ({BAND_LABELS.get(mode, mode)})")
     ax.plot(energy, mean, color="#3b6fd0", lw=1.5, label="prediction")
     if reference is not None:
-        ax.plot(reference[0], reference[1], color="k", lw=1.0, ls="--", label="reference")
-    ax.set_xlabel("Energy (eV)")
-    ax.set_ylabel("Intensity")
+        ax.plot(reference[0], reference[1], color="k", lw=1.0, ls="--", label=reference_label)
+    ax.set_xlabel("energy (eV)")
+    ax.set_ylabel(INTENSITY_LABELS[kind])
     ax.set_xlim(float(energy[0]), float(energy[-1]))
     ax.set_title(title, fontsize=10)
+    if trust:
+        flagged = trust.startswith("NOT")
+        ax.text(0.99, 0.03, trust, transform=ax.transAxes, ha="right", va="bottom", fontsize=8,
+                color="#d0413b" if flagged else "#3aa35a", fontweight="bold" if flagged else "normal")
     ax.legend(frameon=False, fontsize=8)
     return fig
 
 
 def plot_predictions(prediction: "Prediction", out_dir: str | os.PathLike, *, reference_dir: str | os.PathLike | None = None,
-                     spectrum_format: str | None = None, model: str = "") -> tuple[list[Path], list[str]]:
-    """``NAME.png`` per predicted molecule in ``out_dir``; references from ``reference_dir`` paired by file name.
+                     spectrum_format: str | None = None, e0: float | None = None) -> tuple[list[Path], list[str]]:
+    """``NAME.KIND.png`` per predicted molecule in ``out_dir``; references from ``reference_dir`` paired by file name.
 
-    Returns the files written and the names that had no reference spectrum.
+    The prediction is drawn as written (``e0``: see
+    :func:`xanesnet.predict.energy_shifts`). A XANES reference is normalised
+    as Larch does (:func:`xanesnet.spectra.preedge.pre_edge`), an XES
+    reference scaled to the prediction's maximum. Returns the files written
+    and the names that had no reference spectrum.
     """
     from xanesnet.data.dataset import SPECTRUM_SUFFIXES, list_files
     from xanesnet.io.spectra import read_spectrum
+    from xanesnet.predict import prediction_records, trust_verdict
+    from xanesnet.spectra.preedge import pre_edge
 
     refs = {p.stem: p for p in list_files(reference_dir, SPECTRUM_SUFFIXES)} if reference_dir is not None else {}
     written, missing = [], []
-    for i, name in enumerate(prediction.ids):
-        reference = None
+    for i, rec in enumerate(prediction_records(prediction, e0=e0)):
+        name, energy = rec["name"], np.asarray(rec["energy"])
+        reference, label = None, "reference"
         if name in refs:
             spec = read_spectrum(refs[name], fmt=spectrum_format)
-            reference = (spec.energy, spec.intensity)
+            if prediction.kind == "xanes":
+                edge = pre_edge(spec.energy, spec.intensity)
+                reference, label = (spec.energy, edge.norm), f"reference, normalised (E0 {edge.e0:.2f} eV)"
+            else:
+                reference = (spec.energy, spec.intensity * prediction.mean[i].max() / spec.intensity.max())
+                label = "reference, scaled to the prediction's maximum"
         elif reference_dir is not None:
             missing.append(name)
-        title = f"{name}" + (f" ({model})" if model else "")
-        fig = spectrum_figure(prediction.energy, prediction.mean[i], prediction.std[i], reference=reference, title=title)
-        written += save_figure(fig, Path(out_dir) / name, formats=("png",))
+        score = "" if rec["uncertainty_score"] is None else (f": uncertainty score {rec['uncertainty_score']:.3g}"
+                                                              f" (threshold {rec['trust_threshold']:.3g})")
+        where = (f"E0 {rec['e0_ev']:.2f} eV" if prediction.kind == "xanes" else
+                 f"main line {rec['main_line_ev']:.2f} eV" if rec["main_line_ev"] is not None else "no peak inside the grid")
+        title = f"{name}: {rec['element'] or ''} {prediction.kind.upper()}, {where}" + (f" ({rec['model']})" if rec["model"] else "")
+        fig = spectrum_figure(energy, prediction.mean[i], prediction.std[i], reference=reference, title=title,
+                              kind=prediction.kind, mode=prediction.mode, trust=trust_verdict(rec) + score,
+                              reference_label=label)
+        written += save_figure(fig, Path(out_dir) / f"{name}.{prediction.kind}", formats=("png",))
     return written, missing
 
 
 # --- evaluation ------------------------------------------------------------------------------------------------------
 def evaluation_figure(energy: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, ids: Sequence[str], *,
-                      std: np.ndarray | None = None, label: str = "") -> "Figure":
+                      std: np.ndarray | None = None, label: str = "", kind: str = "xanes", mode: str | None = "ensemble"
+                      ) -> "Figure":
     """Best, median and worst spectrum by per-spectrum MSE (prediction vs reference), and the histogram of those MSEs."""
     y_true, y_pred = np.atleast_2d(y_true), np.atleast_2d(y_pred)
     mse = np.mean((y_pred - y_true) ** 2, axis=1)
@@ -245,14 +280,14 @@ def evaluation_figure(energy: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray
     fig = _figure(figsize=(10.0, 6.5), layout="constrained")
     axes = fig.subplots(2, 2).ravel()
     for ax, (what, k) in zip(axes, picks.items()):
-        if std is not None:
+        if std is not None and mode is not None:
             ax.fill_between(energy, y_pred[k] - 2 * std[k], y_pred[k] + 2 * std[k], color="#3b6fd0", alpha=0.25, lw=0,
-                            label="± 2σ (ensemble)")
+                            label=f"± 2σ ({BAND_LABELS.get(mode, mode)})")
         ax.plot(energy, y_true[k], color="k", lw=1.0, ls="--", label="reference")
         ax.plot(energy, y_pred[k], color="#3b6fd0", lw=1.4, label="prediction")
         ax.set_title(f"{what}: {ids[k]} (MSE {mse[k]:.2g})", fontsize=9)
-        ax.set_xlabel("Energy (eV)", fontsize=8)
-        ax.set_ylabel("Intensity", fontsize=8)
+        ax.set_xlabel("energy (eV)", fontsize=8)
+        ax.set_ylabel(INTENSITY_LABELS[kind], fontsize=8)
         ax.tick_params(labelsize=7)
     axes[0].legend(fontsize=7, frameon=False)
     ax = axes[3]
@@ -274,10 +309,11 @@ def evaluation_figure(energy: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray
 
 
 def plot_evaluation(energy: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, ids: Sequence[str],
-                    path: str | os.PathLike, *, std: np.ndarray | None = None, label: str = "",
-                    formats: Sequence[str] = ("png", "svg")) -> list[Path]:
+                    path: str | os.PathLike, *, std: np.ndarray | None = None, label: str = "", kind: str = "xanes",
+                    mode: str | None = "ensemble", formats: Sequence[str] = ("png", "svg")) -> list[Path]:
     """Save :func:`evaluation_figure` as ``path.png`` and ``path.svg``."""
-    return save_figure(evaluation_figure(energy, y_true, y_pred, ids, std=std, label=label), path, formats=formats)
+    return save_figure(evaluation_figure(energy, y_true, y_pred, ids, std=std, label=label, kind=kind, mode=mode), path,
+                       formats=formats)
 
 
 # --- matching --------------------------------------------------------------------------------------------------------

@@ -291,6 +291,11 @@ def absorber_sites(structure: Structure, absorber: int | str | None = None) -> l
     return [int(h) for h in hits]
 
 
+def absorber_element(structure: Structure, absorber: int | str | None = None) -> str:
+    """Element symbol of the (first) absorbing atom, as :func:`absorber_sites` picks it."""
+    return chemical_symbols[structure.numbers[absorber_sites(structure, absorber)[0]]]
+
+
 def check_overlaps(structure: Structure, *, min_distance: float = 0.5) -> None:
     """Raise when two atoms are closer than ``min_distance`` (Angstrom): a broken geometry."""
     pos = structure.positions
