@@ -98,30 +98,87 @@ def test_larch_reads_our_xdi(ferrocene, kind):
     assert (g.element, g.edge) == ("Fe", "K")
 
 
-def test_every_command_that_reads_spectra_reads_xdi(tmp_path, capsys):
-    """train and evaluate take XDI references (here: a model's own XDI predictions as training data)."""
-    xyz, spectra = tmp_path / "xyz", tmp_path / "spectra"
+FE_EXAMPLES = ["ferrocene", "hexacyanoferrate", "hexaaquairon", "iron_pentacarbonyl", "tetrachloroferrate"]
+TINY = {"model": {"kind": "mlp", "hidden": [8], "dropout": 0.0},
+        "training": {"epochs": 3, "patience": 2, "ensemble": 2, "val_fraction": 0.3}}
+
+
+@pytest.fixture(scope="module")
+def xdi_set(tmp_path_factory):
+    """Five Fe example structures with XDI spectra (the shipped model's predictions standing in for references)."""
+    root = tmp_path_factory.mktemp("xdi_set")
+    xyz, spectra = root / "xyz", root / "spectra"
     xyz.mkdir()
-    names = ["ferrocene", "ferrocenium", "hexacyanoferrate", "hexaaquairon", "ferrous_bipyridine"]
-    names = [n for n in names if (EXAMPLES / f"{n}.xyz").is_file()][:4]
-    assert len(names) >= 3
-    for n in names:
-        (xyz / f"{n}.xyz").write_text((EXAMPLES / f"{n}.xyz").read_text())
-    assert main(["predict", str(xyz), "--format", "xdi", "--out", str(tmp_path / "pred"), "--no-progress"]) == 0
     spectra.mkdir()
-    for n in names:  # references are paired by file name: NAME.xdi
-        (tmp_path / "pred" / f"{n}.xanes.xdi").rename(spectra / f"{n}.xdi")
-    config = tmp_path / "c.json"
-    config.write_text(json.dumps({"descriptor": "xanesnet", "model": {"kind": "mlp", "hidden": [8], "dropout": 0.0},
-                                  "training": {"epochs": 3, "patience": 2, "ensemble": 1, "val_fraction": 0.3}}))
-    capsys.readouterr()
-    code, out, err = run(["train", "--xyz", str(xyz), "--spectra", str(spectra), "--config", str(config), "--seed", "0",
-                          "--out", str(tmp_path / "m"), "--no-cache", "--no-progress"], capsys)
+    for n in FE_EXAMPLES:
+        (xyz / f"{n}.xyz").write_text((EXAMPLES / f"{n}.xyz").read_text())
+    assert main(["predict", str(xyz), "--format", "xdi", "--out", str(root / "pred"), "--no-progress"]) == 0
+    for n in FE_EXAMPLES:  # references are paired by file name: NAME.xdi
+        (root / "pred" / f"{n}.xanes.xdi").rename(spectra / f"{n}.xdi")
+    (root / "c.json").write_text(json.dumps({"descriptor": "xanesnet", **TINY}))
+    return root
+
+
+def test_every_command_that_reads_spectra_reads_xdi(xdi_set, tmp_path, capsys):
+    """train and evaluate take XDI references."""
+    xyz, spectra = xdi_set / "xyz", xdi_set / "spectra"
+    code, out, err = run(["train", "--xyz", str(xyz), "--spectra", str(spectra), "--config", str(xdi_set / "c.json"),
+                          "--seed", "0", "--out", str(tmp_path / "m"), "--no-cache", "--no-progress"], capsys)
     assert code == 0, err
     code, out, err = run(["evaluate", "--model", str(tmp_path / "m"), "--xyz", str(xyz), "--spectra", str(spectra),
                           "--no-progress"], capsys)
     assert code == 0, err
-    assert re.search(rf"^n\s+{len(names)}$", out, re.M)
+    assert re.search(rf"^n\s+{len(FE_EXAMPLES)}$", out, re.M)
+
+
+# --------------------------------------------------------------------------- 5. features end to end
+
+
+def test_features_end_to_end_with_a_xanesnet_preset(xdi_set, tmp_path, capsys):
+    """featurize (XANESNET's preset, with the spectra) -> train --features -> the model loads, predicts from structures
+    and from --features, and evaluates on --features."""
+    xyz, npz, model = xdi_set / "xyz", tmp_path / "train.npz", tmp_path / "m"
+    assert main(["featurize", str(xyz), "--preset", "xanesnet", "--spectra", str(xdi_set / "spectra"), "--out", str(npz),
+                 "--no-progress"]) == 0
+    data = np.load(npz)
+    assert data["x"].shape == (5, 49) and data["y"].shape[0] == 5 and len(data["energy"]) == data["y"].shape[1]
+    (tmp_path / "c.json").write_text(json.dumps(TINY))
+    code, _, err = run(["train", "--features", str(npz), "--config", str(tmp_path / "c.json"), "--seed", "0",
+                        "--out", str(model), "--no-progress"], capsys)
+    assert code == 0, err
+    code, _, err = run(["predict", "--model", str(model), str(xyz / "ferrocene.xyz"), "--out", str(tmp_path / "a"),
+                        "--json", str(tmp_path / "a.json")], capsys)
+    assert code == 0, err
+    code, _, err = run(["predict", "--model", str(model), "--features", str(npz), "--out", str(tmp_path / "b"),
+                        "--json", str(tmp_path / "b.json")], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == sorted(f"{n}.xanes.txt" for n in FE_EXAMPLES)
+    a, b = (json.loads((tmp_path / f"{k}.json").read_text())["ferrocene"] for k in "ab")
+    np.testing.assert_allclose(a["intensity"], b["intensity"], rtol=1e-6, atol=1e-9)  # same vectors, same spectrum
+    code, out, err = run(["evaluate", "--model", str(model), "--features", str(npz), "--no-progress"], capsys)
+    assert code == 0 and re.search(r"^n\s+5$", out, re.M), err
+
+
+def test_features_made_elsewhere_predict_only_from_features(xdi_set, tmp_path, capsys):
+    """Vectors without descriptor settings (another tool's): the model says to predict from --features, and does."""
+    npz = tmp_path / "full.npz"
+    assert main(["featurize", str(xdi_set / "xyz"), "--preset", "xanesnet", "--spectra", str(xdi_set / "spectra"),
+                 "--out", str(npz), "--no-progress"]) == 0
+    data = dict(np.load(npz))
+    bare = tmp_path / "bare.npz"
+    np.savez(bare, x=data["x"], y=data["y"], energy=data["energy"], ids=data["ids"])
+    (tmp_path / "c.json").write_text(json.dumps(TINY))
+    assert main(["train", "--features", str(bare), "--config", str(tmp_path / "c.json"), "--seed", "0",
+                 "--out", str(tmp_path / "m"), "--no-progress"]) == 0
+    capsys.readouterr()
+    code, _, err = run(["predict", "--model", str(tmp_path / "m"), str(xdi_set / "xyz" / "ferrocene.xyz")], capsys)
+    assert code == 2 and err.endswith("this model was trained on precomputed features without descriptor settings: predict "
+                                      "with --features X.npz (arrays ids, x)\n")
+    code, out, err = run(["predict", "--model", str(tmp_path / "m"), "--features", str(bare), "--out", str(tmp_path / "o")],
+                         capsys)
+    assert code == 0 and "wrote 5 spectra" in out, err
+    code, _, err = run(["predict", "--model", str(tmp_path / "m"), "--features", str(tmp_path / "nothere.npz")], capsys)
+    assert code == 2 and "nothere.npz: no such file" in err
 
 
 # --------------------------------------------------------------------------- 3. Larch's conventions

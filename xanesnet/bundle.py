@@ -55,6 +55,9 @@ class Bundle:
     def descriptor(self):
         from xanesnet.descriptors import descriptor_from_dict
 
+        if not self.config["descriptor"]:  # trained with `train --features` on vectors made elsewhere
+            raise XanesnetError("this model was trained on precomputed features without descriptor settings: predict "
+                                "with --features X.npz (arrays ids, x)", path=self.path)
         return descriptor_from_dict(self.config["descriptor"])
 
     @cached_property
@@ -116,8 +119,8 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
 
     path = Path(path)
     config, state = read_model_dir(path, ("descriptor", "model", "energy", "x_scaler", "y_transform", "feature_names"))
-    descriptor = descriptor_from_dict(config["descriptor"])
-    if descriptor.feature_names != config["feature_names"]:
+    descriptor = descriptor_from_dict(config["descriptor"]) if config["descriptor"] else None  # None: precomputed features
+    if descriptor is not None and descriptor.feature_names != config["feature_names"]:
         raise XanesnetError("mismatched model: its descriptor settings no longer give the features it was trained on", path=path)
     members = build_members(path, config, state, n_in=len(config["feature_names"]), n_out=_n_outputs(config))
     return Bundle(path=path, config=config, members=members)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import sys
 from pathlib import Path
@@ -83,7 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     _descriptor_args(p)
     p.add_argument("--absorber", help=ABSORBER_HELP)
     p.add_argument("--skip-bad", action="store_true", help=SKIP_BAD_HELP)
-    p.add_argument("--out", required=True, help="output .npz (arrays ids, x, feature_names, settings)")
+    p.add_argument("--spectra", metavar="DIR", help="also store the spectra paired by file name as y and energy, ready for "
+                                                    "'xanesnet train --features' (default: features only)")
+    p.add_argument("--format", dest="spectrum_format", metavar="FORMAT", help=format_help)
+    p.add_argument("--out", required=True, help="output .npz (arrays ids, x, feature_names, settings; y, energy with --spectra)")
     p.set_defaults(func=cmd_featurize)
 
     p = sub.add_parser("train", parents=[common], help="train a model on structures + spectra or prebuilt features")
@@ -128,7 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("predict", parents=[common], help="predict spectra of structures")
-    p.add_argument("paths", nargs="+", help="structure files or directories of .xyz files")
+    p.add_argument("paths", nargs="*", help="structure files or directories of .xyz files")
+    p.add_argument("--features", metavar="NPZ", help="predict from descriptor vectors instead (arrays ids, x, as 'xanesnet "
+                                                     "featurize' writes them; needs --model) (default: from the structures)")
     p.add_argument("--model", help="model directory (default: the shipped model for the absorber's element)")
     p.add_argument("--spectrum", nargs="+", default=["xanes"], choices=["xanes", "xes", "both"],
                    help="which spectrum, xanes, xes or both: selects the shipped model; several (or both) in one pass need "
@@ -190,8 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("invert", parents=[common], help="first coordination shell of the absorber from spectra")
     p.add_argument("spectra", nargs="+", help="spectrum files (any format xanesnet reads)")
-    p.add_argument("--element", help="absorber element: selects the shipped inverse model (or pass --model)")
-    p.add_argument("--model", help="inverse model directory (from 'xanesnet train --inverse')")
+    p.add_argument("--element", help="absorber element: selects the shipped inverse model (or pass --model) (default: none)")
+    p.add_argument("--model", help="inverse model directory (from 'xanesnet train --inverse') (default: the shipped one of "
+                                   "--element)")
     p.add_argument("--format", dest="spectrum_format", help="spectrum file format (default: detect)")
     p.add_argument("--out", default="results.tsv", help="results table (default results.tsv)")
     p.set_defaults(func=cmd_invert)
@@ -213,8 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", parents=[common], help="accuracy of a model on structures + reference spectra")
     p.add_argument("--model", required=True, help="model directory")
-    p.add_argument("--xyz", required=True, help="directory of structure files (paired with spectra by file name)")
-    p.add_argument("--spectra", required=True, help="directory of reference spectra (" + ", ".join(SPECTRUM_FORMATS) + ")")
+    p.add_argument("--xyz", help="directory of structure files, paired with spectra by file name (required unless --features)")
+    p.add_argument("--spectra", help="directory of reference spectra (" + ", ".join(SPECTRUM_FORMATS) + ") "
+                                     "(required with --xyz)")
+    p.add_argument("--features", metavar="NPZ", help="descriptor vectors and reference spectra instead (arrays ids, x, y, "
+                                                     "energy; 'xanesnet featurize --spectra' writes them) (default: none)")
     p.add_argument("--heldout", action="store_true", help="only the model's held-out molecules (default: all, reported apart)")
     p.add_argument("--absorber", help=ABSORBER_HELP + " (default: the model's)")
     p.add_argument("--format", dest="spectrum_format", metavar="FORMAT", help=format_help)
@@ -288,7 +296,8 @@ def cmd_featurize(args: argparse.Namespace) -> int:
     from xanesnet.pipeline import featurize_to_npz
 
     feats = featurize_to_npz(args.paths, _descriptor_settings(args), args.out, absorber=args.absorber,
-                             skip_bad=args.skip_bad, progress=not args.no_progress)
+                             skip_bad=args.skip_bad, progress=not args.no_progress, spectra=args.spectra,
+                             spectrum_format=args.spectrum_format)
     _report_skipped(feats.skipped)
     print(f"wrote {len(feats.ids)} x {feats.x.shape[1]} features to {args.out}")
     return 0
@@ -333,11 +342,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.inverse:
         return _train_inverse(args, config)
     if args.features:
-        config.descriptor = {}
+        data = load_feature_file(args.features)  # its descriptor settings (if any) are the model's
+        config.descriptor = data.descriptor or {}  # from `xanesnet featurize`: the model can then featurise structures too
     if init is not None:
-        init.check(config)  # before any data is read
+        init.check(config)  # before the structures are read
     if args.features:
-        data = load_feature_file(args.features)
+        pass  # read above
     elif args.dataset:
         from xanesnet.pipeline import build_training_set_from_simulations
 
@@ -402,7 +412,6 @@ def default_model(element: str, spectrum: str, *, path: str | os.PathLike | None
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from xanesnet.io.results import is_results_path
-    from xanesnet.predict import Predictor, prediction_records, trust_verdict, write_spectra
 
     spectra = ["xanes", "xes"] if "both" in args.spectrum else list(dict.fromkeys(args.spectrum))
     if is_results_path(args.out):
@@ -414,6 +423,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     args.spectrum = spectra[0]
     if args.reference and not args.plot:
         raise XanesnetError("--reference needs --plot")
+    if args.features:
+        return _predict_features(args)
+    if not args.paths:
+        raise XanesnetError("give structure files (or --features X.npz with --model)")
+    return _write_predictions(args, *_predict_files(args))
+
+
+def _predict_files(args: argparse.Namespace) -> tuple[list, list]:
+    from xanesnet.predict import Predictor
+
     groups = _model_groups(args)
     predictions, skipped = [], []
     for model, group in groups.items():
@@ -422,6 +441,31 @@ def cmd_predict(args: argparse.Namespace) -> int:
                                              progress=not args.no_progress and len(group) > 50, mc_samples=args.mc_samples)
         predictions.append((model, pred))
         skipped += skip
+    return predictions, skipped
+
+
+def _predict_features(args: argparse.Namespace) -> int:
+    """``predict --features``: spectra from descriptor vectors made elsewhere, for models trained on such vectors."""
+    from xanesnet.pipeline import load_feature_file
+    from xanesnet.predict import Predictor
+
+    if not args.model:
+        raise XanesnetError("--features needs --model: vectors do not say which element they describe")
+    if args.paths:
+        raise XanesnetError("give structure files or --features, not both")
+    predictor = Predictor.from_bundle(args.model)
+    feats = load_feature_file(args.features, need_y=False)
+    names = predictor.bundle.config["feature_names"]
+    if feats.feature_names is not None and feats.feature_names != names:
+        raise XanesnetError(f"the features ({len(feats.feature_names)}, {feats.feature_names[0]}, ...) are not the ones "
+                            f"model {Path(args.model).name} was trained on ({len(names)}, {names[0]}, ...)", path=args.features)
+    pred = predictor.predict_features(feats.x, ids=feats.ids, mc_samples=args.mc_samples)
+    return _write_predictions(args, [(Path(args.model), pred)], [])
+
+
+def _write_predictions(args: argparse.Namespace, predictions: list, skipped: list) -> int:
+    from xanesnet.predict import prediction_records, trust_verdict, write_spectra
+
     _report_skipped(skipped)
     records = [rec for _, pred in predictions for rec in prediction_records(pred, e0=args.e0)]
     if args.json:
@@ -451,7 +495,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 if peak_ev is not None else "no peak inside the grid")
         where = peak if rec["kind"] == "xes" else f"E0 {rec['e0_ev']:.2f} {unit} (Larch), {peak}"
         shift = f"; energies shifted by {rec['energy_shift_ev']:+.2f} eV (--e0)" if args.e0 is not None else ""
-        sites = "" if len(rec["absorber_atoms"]) == 1 else (f"; average of {len(rec['absorber_atoms'])} sites "
+        sites = "" if rec["absorber_atoms"] is None or len(rec["absorber_atoms"]) == 1 else (f"; average of {len(rec['absorber_atoms'])} sites "
                                                            f"(atoms {', '.join(map(str, rec['absorber_atoms']))})")
         score = "" if rec["uncertainty_score"] is None else f"uncertainty score {rec['uncertainty_score']:.3g} "
         print(f"{rec['name']}: {rec['element'] or ''} {rec['kind'].upper()}, {where}; model {rec['model']}{shift}{sites}; "
@@ -507,11 +551,11 @@ def _check_model_element(files: list[Path], model: Path, args: argparse.Namespac
         try:
             found = absorber_element(read_structure(f), args.absorber)
         except XanesnetError:
-            if args.skip_bad:
+            if getattr(args, "skip_bad", False):
                 continue  # reported as skipped when predicted
             raise
         if found != element:
-            if not args.force:
+            if not getattr(args, "force", False):  # match and invert have no --force
                 raise XanesnetError(f"absorber is {found} but model {model.name} is a {element} model: its spectrum would "
                                     f"be a {element} spectrum on {element} energies; use a {found} model (or --force)", path=f)
             print(f"warning: --force: predicting {found} absorbers with the {element} model {model.name}: the result is "
@@ -649,7 +693,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from xanesnet.pipeline import evaluate_model, write_json
 
-    metrics, pred, data = evaluate_model(args.model, args.xyz, args.spectra, heldout_only=args.heldout, absorber=args.absorber,
+    if not args.features and not (args.xyz and args.spectra):
+        raise XanesnetError("give --xyz DIR and --spectra DIR, or --features X.npz")
+    metrics, pred, data = evaluate_model(args.model, args.xyz, args.spectra, features=args.features,
+                                         heldout_only=args.heldout, absorber=args.absorber,
                                          spectrum_format=args.spectrum_format, mc_samples=args.mc_samples,
                                          progress=not args.no_progress)
     if args.json:

@@ -48,6 +48,8 @@ class TrainingSet:
     pairing: Pairing | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)
     elements: list[str] | None = None  # the absorber's element per molecule, where known
+    descriptor: dict[str, Any] | None = None  # settings the features were made with, where known
+    feature_names: list[str] | None = None
 
 
 def build_training_set(xyz_dir: str | os.PathLike, spectra_dir: str | os.PathLike, config: Config, *,
@@ -111,8 +113,9 @@ def build_training_set_from_simulations(dataset: str | os.PathLike, config: Conf
     return TrainingSet(ids=ids, x=np.vstack(rows), y=y, energy=energy, skipped=skipped, elements=found)
 
 
-def load_feature_file(path: str | os.PathLike) -> TrainingSet:
-    """Prebuilt features: an ``.npz`` with arrays ``x``, ``y`` and optionally ``energy`` and ``ids``."""
+def load_feature_file(path: str | os.PathLike, *, need_y: bool = True) -> TrainingSet:
+    """Prebuilt features: an ``.npz`` with arrays ``x``, ``y`` and optionally ``energy``, ``ids``, ``feature_names``
+    and ``settings`` (as ``xanesnet featurize`` writes them; ``y`` is optional with ``need_y=False``, for predicting)."""
     path = Path(path)
     if not path.is_file():
         raise XanesnetError("no such file", path=path)
@@ -120,15 +123,21 @@ def load_feature_file(path: str | os.PathLike) -> TrainingSet:
         data = np.load(path, allow_pickle=False)
     except (ValueError, OSError) as exc:
         raise XanesnetError(f"not a readable .npz file ({exc})", path=path) from None
-    for key in ("x", "y"):
+    for key in ("x", "y") if need_y else ("x",):
         if key not in data:
             raise XanesnetError(f"missing array {key!r} (has: {', '.join(data.files)})", path=path)
-    x, y = np.asarray(data["x"], float), np.asarray(data["y"], float)
-    if x.ndim != 2 or y.ndim != 2 or len(x) != len(y):
-        raise XanesnetError(f"x and y must be 2-D with equal rows, got {x.shape} and {y.shape}", path=path)
-    energy = np.asarray(data["energy"], float) if "energy" in data else np.arange(y.shape[1], dtype=float)
+    x = np.asarray(data["x"], float)
+    y = np.asarray(data["y"], float) if "y" in data else None
+    if x.ndim != 2 or (y is not None and (y.ndim != 2 or len(x) != len(y))):
+        raise XanesnetError(f"x and y must be 2-D with equal rows, got {x.shape} and {None if y is None else y.shape}", path=path)
+    energy = (np.asarray(data["energy"], float) if "energy" in data
+              else np.arange(y.shape[1], dtype=float) if y is not None else None)
     ids = [str(i) for i in data["ids"]] if "ids" in data else [f"row{i}" for i in range(len(x))]
-    return TrainingSet(ids=ids, x=x, y=y, energy=energy)
+    import json
+
+    settings = json.loads(str(data["settings"])) if "settings" in data else None
+    names = [str(n) for n in data["feature_names"]] if "feature_names" in data else None
+    return TrainingSet(ids=ids, x=x, y=y, energy=energy, descriptor=settings, feature_names=names)
 
 
 def train_model(data: TrainingSet, config: Config, out: str | os.PathLike, *, holdout: float = 0.0,
@@ -156,7 +165,7 @@ def train_model(data: TrainingSet, config: Config, out: str | os.PathLike, *, ho
     trained = train(x[~test], y[~test], config, init=None if init is None else init.members, progress=progress)
     descriptor_settings = config.descriptor
     feature_names = (descriptor_from_dict(descriptor_settings).feature_names if descriptor_settings
-                     else [f"x{i}" for i in range(x.shape[1])])
+                     else data.feature_names or [f"x{i}" for i in range(x.shape[1])])
     if len(feature_names) != x.shape[1]:
         raise XanesnetError(f"the descriptor gives {len(feature_names)} features but the data have {x.shape[1]}")
     elements = sorted(set(data.elements or []))
@@ -310,8 +319,14 @@ def _spectrum_processor(config: Config):
 
 
 def featurize_to_npz(paths: Sequence[str | os.PathLike], descriptor_settings: dict[str, Any], out: str | os.PathLike, *,
-                     absorber: int | str | None = None, skip_bad: bool = False, progress: bool = True) -> FeatureSet:
-    """``xanesnet featurize``: descriptor vectors of structure files, written to ``out`` (``.npz``)."""
+                     absorber: int | str | None = None, skip_bad: bool = False, progress: bool = True,
+                     spectra: str | os.PathLike | None = None, spectrum_format: str | None = None) -> FeatureSet:
+    """``xanesnet featurize``: descriptor vectors of structure files, written to ``out`` (``.npz``).
+
+    With ``spectra`` (a directory paired by file name; the spectra must share
+    one grid) the file also holds ``y`` and ``energy``: ready for
+    ``xanesnet train --features``. Structures without a spectrum are left out.
+    """
     import json
 
     from xanesnet.io.structures import find_structure_files
@@ -320,9 +335,19 @@ def featurize_to_npz(paths: Sequence[str | os.PathLike], descriptor_settings: di
     if not files:
         raise XanesnetError("no structure files found in " + ", ".join(map(str, paths)))
     descriptor = descriptor_from_dict(descriptor_settings)
+    targets: dict[str, np.ndarray] = {}
+    if spectra is not None:
+        pairing = pair_by_stem(files, list_files(spectra, SPECTRUM_SUFFIXES))
+        if pairing.structures_only or pairing.spectra_only:
+            logger.warning("unmatched files: %s", pairing.report())
+        files = pairing.structures
     feats = featurize_files(files, descriptor, absorber=absorber, skip_bad=skip_bad, progress=progress)
+    if spectra is not None:
+        kept = set(feats.ids)
+        energy, y = load_spectra([p for s, p in zip(pairing.stems, pairing.spectra) if s in kept], fmt=spectrum_format)
+        targets = {"y": y, "energy": energy}
     write_npz(out, ids=np.array(feats.ids), x=feats.x, feature_names=np.array(descriptor.feature_names),
-              settings=np.array(json.dumps(descriptor.to_dict())))
+              settings=np.array(json.dumps(descriptor.to_dict())), **targets)
     return feats
 
 
@@ -339,18 +364,24 @@ def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
     return path
 
 
-def evaluate_model(model: str | os.PathLike, xyz_dir: str | os.PathLike, spectra_dir: str | os.PathLike, *,
-                   heldout_only: bool = False, absorber: int | str | None = None,
+def evaluate_model(model: str | os.PathLike, xyz_dir: str | os.PathLike | None, spectra_dir: str | os.PathLike | None, *,
+                   features: str | os.PathLike | None = None, heldout_only: bool = False, absorber: int | str | None = None,
                    spectrum_format: str | None = None, mc_samples: int | None = None,
                    progress: bool = False) -> tuple[dict[str, Any], Any, TrainingSet]:
-    """Metrics of a saved model on paired structures and spectra (the held-out split only, if asked)."""
+    """Metrics of a saved model on paired structures and spectra, or on a ``features`` file with ``y`` (the held-out split
+    only, if asked), overall and per :data:`SPLITS` entry."""
     from xanesnet.predict import Predictor
 
     predictor = Predictor.from_bundle(model)
     cfg = predictor.bundle.config
     config = Config(descriptor=cfg["descriptor"], spectra=cfg.get("spectra"))
-    data = build_training_set(xyz_dir, spectra_dir, config, absorber=absorber if absorber is not None else cfg.get("absorber"),
-                              spectrum_format=spectrum_format, progress=progress)
+    if features is not None:
+        data = load_feature_file(features)
+        spectra_dir = xyz_dir = features
+    else:
+        data = build_training_set(xyz_dir, spectra_dir, config,
+                                  absorber=absorber if absorber is not None else cfg.get("absorber"),
+                                  spectrum_format=spectrum_format, progress=progress)
     if heldout_only:
         if "holdout" not in cfg:
             raise XanesnetError("the model was trained without a held-out split (train with --holdout)", path=model)

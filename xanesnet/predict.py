@@ -111,7 +111,6 @@ class Predictor:
 
     def __init__(self, bundle: Bundle):
         self.bundle = bundle
-        self.descriptor = bundle.descriptor
         self.energy = bundle.energy
         grid = (bundle.config.get("spectra") or {}).get("grid") or {}
         self.relative = isinstance(grid, dict) and grid.get("kind") == "relative"
@@ -128,6 +127,11 @@ class Predictor:
         pred.normalisation = (f"edge step normalised ({spectra['normalisation']})" if spectra.get("normalisation")
                               else f"none: on the scale of {source}")
         return pred
+
+    @property
+    def descriptor(self):
+        """The model's descriptor (an error for a model trained on precomputed features, when asked for)."""
+        return self.bundle.descriptor
 
     @classmethod
     def from_bundle(cls, path: str | os.PathLike) -> "Predictor":
