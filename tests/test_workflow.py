@@ -316,3 +316,29 @@ def test_predict_plot_carries_the_verdict_and_score(tmp_path, capsys, monkeypatc
     assert ax.texts[0].get_text() == (f"{verdict}: uncertainty score {r['uncertainty_score']:.3g} "
                                       f"(threshold {r['trust_threshold']:.3g})")
     assert r["uncertainty_mode"] == "mc" and "MC dropout" in ax.get_legend().get_texts()[0].get_text()
+
+
+def test_readme_larch_workflow_overlay_on_a_measured_xdi_after_aligning_e0(tmp_path, capsys, monkeypatch):
+    """The README's walk: predict to XDI; normalise a measured XDI (its E0 printed); predict again aligned to that E0 and
+    overlay the measurement with --reference."""
+    import xanesnet.analysis.plots as plots
+    from test_spectra import _measured_xdi
+
+    measured = tmp_path / "measured"
+    measured.mkdir()
+    path, energy, mu = _measured_xdi(measured, "ferrocene.xdi")
+    code, out, _ = run(["normalize", str(path), "--out", str(tmp_path / "norm")], capsys)
+    e0 = float(re.search(r"E0 (\d+\.\d+) eV", out).group(1))
+    figures = []
+    real = plots.spectrum_figure
+    monkeypatch.setattr(plots, "spectrum_figure", lambda *a, **k: figures.append((a, k)) or real(*a, **k))
+    code, out, err = run(["predict", str(EXAMPLES / "ferrocene.xyz"), "--e0", str(e0), "--format", "xdi", "--plot",
+                          "--reference", str(measured), "--out", str(tmp_path / "pred")], capsys)
+    assert code == 0 and "no reference spectrum" not in err
+    assert f"E0 {e0:.2f} eV (Larch)" in out
+    (pred_energy, _, _), kwargs = figures[0]
+    ref_energy, ref_norm = kwargs["reference"]
+    np.testing.assert_allclose(ref_norm, pre_edge(energy, read_spectrum(path).intensity).norm)
+    assert kwargs["reference_label"] == f"reference, normalised (E0 {e0:.2f} eV)"
+    assert pre_edge(pred_energy, read_spectrum(tmp_path / "pred" / "ferrocene.xanes.xdi").intensity).e0 == pytest.approx(e0, abs=0.5)
+    assert (tmp_path / "pred" / "ferrocene.xanes.png").is_file()

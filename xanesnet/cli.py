@@ -16,9 +16,10 @@ from pathlib import Path
 
 from xanesnet import __version__
 from xanesnet.errors import XanesnetError
+from xanesnet.resources import models_dir
 
 EXIT_BAD_INPUT = 2
-MODELS_DIR = Path(os.environ.get("XANESNET_MODELS", Path(__file__).resolve().parents[1] / "models"))
+MODELS_DIR = models_dir()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -228,7 +228,8 @@ def spectrum_figure(energy: np.ndarray, mean: np.ndarray, std: np.ndarray | None
 
 def plot_predictions(prediction: "Prediction", out_dir: str | os.PathLike, *, reference_dir: str | os.PathLike | None = None,
                      spectrum_format: str | None = None, e0: float | None = None) -> tuple[list[Path], list[str]]:
-    """``NAME.KIND.png`` per predicted molecule in ``out_dir``; references from ``reference_dir`` paired by file name.
+    """``NAME.KIND.png`` per predicted molecule in ``out_dir``; references from ``reference_dir`` paired by file name
+    (``NAME.*`` or ``NAME.KIND.*``).
 
     The prediction is drawn as written (``e0``: see
     :func:`xanesnet.predict.energy_shifts`). A XANES reference is normalised
@@ -246,8 +247,9 @@ def plot_predictions(prediction: "Prediction", out_dir: str | os.PathLike, *, re
     for i, rec in enumerate(prediction_records(prediction, e0=e0)):
         name, energy = rec["name"], np.asarray(rec["energy"])
         reference, label = None, "reference"
-        if name in refs:
-            spec = read_spectrum(refs[name], fmt=spectrum_format)
+        ref = refs.get(name) or refs.get(f"{name}.{prediction.kind}")  # NAME.xdi, or NAME.xanes.xdi as predict writes
+        if ref is not None:
+            spec = read_spectrum(ref, fmt=spectrum_format)
             if prediction.kind == "xanes":
                 edge = pre_edge(spec.energy, spec.intensity)
                 reference, label = (spec.energy, edge.norm), f"reference, normalised (E0 {edge.e0:.2f} eV)"
