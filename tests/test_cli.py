@@ -67,7 +67,7 @@ def test_train_predict_evaluate_end_to_end(tiny, tiny_model, tmp_path, capsys):
     assert set(metrics) == {"mse", "rse", "peak_position_error_ev_mean", "peak_position_error_ev_median",
                             "peak_intensity_error_pct_mean", "peak_intensity_error_pct_median", "n",
                             "coverage_1sigma", "coverage_2sigma", "sigma_error_spearman", "trusted_fraction",
-                            "splits", "unmatched"}
+                            "n_peaks", "splits", "unmatched"}
     assert 0 <= metrics["coverage_1sigma"] <= metrics["coverage_2sigma"] <= 1
 
 

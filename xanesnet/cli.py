@@ -219,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", parents=[common], help="accuracy of a model on structures + reference spectra")
     p.add_argument("--model", required=True, help="model directory")
-    p.add_argument("--xyz", help="directory of structure files, paired with spectra by file name (required unless --features)")
+    p.add_argument("--xyz", help="directory of structure files, paired with spectra by file name (required with --spectra, "
+                                 "unless --features)")
     p.add_argument("--spectra", help="directory of reference spectra (" + ", ".join(SPECTRUM_FORMATS) + ") "
                                      "(required with --xyz)")
     p.add_argument("--features", metavar="NPZ", help="descriptor vectors and reference spectra instead (arrays ids, x, y, "
