@@ -21,7 +21,7 @@ def test_benchmark_tiny_writes_report(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "benchmarks.json").read_text())
     sections = results["sections"]
-    assert set(sections) == {"featurize", "predict", "screen", "train", "theory"}
+    assert set(sections) == {"featurize", "predict", "screen", "train", "theory", "smalltrain"}
     assert results["commit"]
     assert results["machine"]["nproc"] >= 1 and results["versions"]["torch"]
     report = (out / "benchmarks.md").read_text()
@@ -49,6 +49,11 @@ def test_benchmark_tiny_writes_report(tmp_path):
         assert screen["present"] + screen["skipped_bad"] == screen["library"]["n_molecules"] == 12
         assert all(c["returncode"] == 0 and c["peak_pss_mb"] > 0 for c in screen["memory_curve"])
     assert screen["featurize_processes"]["ratio_dscribe_over_ours"]["median"] > 0
+    small = sections["smalltrain"]
+    assert set(small["runs"]) == {"data-size rules (default)", "previous fixed defaults"}
+    assert small["runs"]["previous fixed defaults"][0]["training"]["batch_size"] == 64
+    assert small["runs"]["data-size rules (default)"][0]["training"]["batch_size"] == 32
+    assert "## 5. Training on a small data set" in report
     theory = sections["theory"]
     if "skipped" not in theory:
         assert theory["feff"]["Fe"]["xanes_s_median"] > 0

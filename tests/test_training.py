@@ -166,3 +166,30 @@ def test_failed_save_leaves_the_old_model_untouched(saved_model, monkeypatch):
         train_model(synthetic(), quick_config(seed=9), saved_model, progress=False)
     assert (saved_model / "config.json").read_text() == before
     assert sorted(p.name for p in saved_model.parent.iterdir()) == ["m"]
+
+
+@pytest.mark.parametrize("n,expected", [
+    (90, {"val_fraction": 10 / 90, "batch_size": 32, "patience": 20, "threads": 1}),  # the 99-molecule sample less held-out
+    (40, {"val_fraction": 0.25, "batch_size": 16, "patience": 20, "threads": 1}),
+    (300, {"val_fraction": 0.1, "batch_size": 64, "patience": 30, "threads": 1}),
+    (3667, {"val_fraction": 0.1, "batch_size": 64, "patience": 50, "threads": None}),  # the Fe set: the former defaults
+])
+def test_training_settings_scale_with_the_data_size(n, expected):
+    resolved = TrainingSettings().for_size(n)
+    assert {k: getattr(resolved, k) for k in expected} == pytest.approx(expected)
+    assert round(resolved.val_fraction * n) >= 10  # enough spectra to early-stop and calibrate on, so no warning
+    given = TrainingSettings(batch_size=8, patience=7, val_fraction=0.2, threads=2).for_size(n)
+    assert (given.batch_size, given.patience, given.val_fraction, given.threads) == (8, 7, 0.2, 2)  # what is set stays
+
+
+def test_saved_model_records_the_settings_it_was_trained_with(tmp_path):
+    data = synthetic(n=60)
+    cfg = quick_config()
+    cfg.training = TrainingSettings(epochs=5, ensemble=1)
+    threads = torch.get_num_threads()
+    saved = train_model(data, cfg, tmp_path / "m", progress=False)
+    assert torch.get_num_threads() == threads  # restored after training
+    recorded = json.loads((tmp_path / "m" / "config.json").read_text())["training"]
+    assert {k: recorded[k] for k in ("batch_size", "patience", "val_fraction", "threads")} == {
+        "batch_size": 16, "patience": 20, "val_fraction": 10 / 60, "threads": 1}  # 60 // 2 = 30 -> 16
+    assert saved["training"] == recorded

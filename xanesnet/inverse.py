@@ -251,7 +251,8 @@ def train_inverse(data: InverseData, inputs: InverseInput, out: str | os.PathLik
         config = Config(model=dict(INVERSE_MODEL_SETTINGS))
     seed = config.seed if config.seed is not None else draw_seed()
     config.seed = seed
-    settings = config.training
+    settings = config.training = config.training.for_size(int((~(heldout_mask(data.ids, holdout) if holdout > 0 else
+                                                                   np.zeros(len(data.ids), bool))).sum()))
     test = heldout_mask(data.ids, holdout) if holdout > 0 else np.zeros(len(data.ids), bool)
     keep = np.flatnonzero(~test)
     x_all, t = data.x[keep], data.targets

@@ -70,7 +70,7 @@ def train(x: np.ndarray, y: np.ndarray, config: Config, *, init: Sequence[dict[s
         raise XanesnetError(f"x and y must be 2-D with the same number of rows, got {x.shape} and {y.shape}")
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
         raise XanesnetError("training data contain NaN or infinite values")
-    settings = config.training
+    settings = config.training = config.training.for_size(len(x))  # the data-size rules; saved with the model as used
     seed = config.seed if config.seed is not None else draw_seed()
     if config.seed is None:
         logger.info("no seed given; drew seed %d (saved with the model)", seed)
@@ -85,26 +85,40 @@ def train(x: np.ndarray, y: np.ndarray, config: Config, *, init: Sequence[dict[s
     members, history = [], []
     from tqdm.auto import tqdm
 
-    for m in tqdm(range(settings.ensemble), desc="members", unit="model", disable=not progress or settings.ensemble == 1):
-        member_seed = seed + m
-        idx = train_idx
-        if settings.bootstrap:
-            idx = np.sort(np.random.default_rng(member_seed).choice(train_idx, size=len(train_idx), replace=True))
-        seed_everything(member_seed)
-        net = build_model(config.model, n_in=x.shape[1], n_out=ys.shape[1])
-        if init:
-            net.load_state_dict(init[m % len(init)])
-        if hasattr(net, "fit_exact"):  # closed-form models (the Gaussian process)
-            log = net.fit_exact(xs[idx], ys[idx], seed=member_seed)
-            with torch.no_grad():
-                log.update(best_val_loss=nn.functional.mse_loss(net(xs[val_idx]), ys[val_idx]).item(), best_epoch=0)
-        else:
-            log = _fit_one(net, xs[idx], ys[idx], xs[val_idx], ys[val_idx], settings, seed=member_seed, progress=progress)
-        members.append(net)
-        history.append({"member": m, "seed": member_seed, **log})
-        logger.info("member %d: best val loss %.5f at epoch %d", m, log["best_val_loss"], log["best_epoch"])
+    threads = torch.get_num_threads()
+    if settings.threads is not None:
+        torch.set_num_threads(settings.threads)
+    try:
+        for m in tqdm(range(settings.ensemble), desc="members", unit="model", disable=not progress or settings.ensemble == 1):
+            members.append(_fit_member(m, seed, config, xs, ys, train_idx, val_idx, init, history, progress=progress))
+    finally:
+        torch.set_num_threads(threads)
     return TrainedModel(members=members, x_scaler=x_scaler, y_transform=y_tf, config=config, seed=seed,
                         val_index=val_idx, history=history, seconds=time.perf_counter() - start)
+
+
+def _fit_member(m: int, seed: int, config: Config, xs: torch.Tensor, ys: torch.Tensor, train_idx: np.ndarray,
+                val_idx: np.ndarray, init: Sequence[dict[str, Any]] | None, history: list[dict[str, Any]], *,
+                progress: bool) -> nn.Module:
+    """Ensemble member ``m`` (seeded with ``seed + m``), its log appended to ``history``."""
+    settings = config.training
+    member_seed = seed + m
+    idx = train_idx
+    if settings.bootstrap:
+        idx = np.sort(np.random.default_rng(member_seed).choice(train_idx, size=len(train_idx), replace=True))
+    seed_everything(member_seed)
+    net = build_model(config.model, n_in=xs.shape[1], n_out=ys.shape[1])
+    if init:
+        net.load_state_dict(init[m % len(init)])
+    if hasattr(net, "fit_exact"):  # closed-form models (the Gaussian process)
+        log = net.fit_exact(xs[idx], ys[idx], seed=member_seed)
+        with torch.no_grad():
+            log.update(best_val_loss=nn.functional.mse_loss(net(xs[val_idx]), ys[val_idx]).item(), best_epoch=0)
+    else:
+        log = _fit_one(net, xs[idx], ys[idx], xs[val_idx], ys[val_idx], settings, seed=member_seed, progress=progress)
+    history.append({"member": m, "seed": member_seed, **log})
+    logger.info("member %d: best val loss %.5f at epoch %d", m, log["best_val_loss"], log["best_epoch"])
+    return net
 
 
 def _fit_one(net: nn.Module, x_tr: torch.Tensor, y_tr: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
