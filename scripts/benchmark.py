@@ -1103,8 +1103,8 @@ def bench_smalltrain(ctx: Context) -> dict:
             cfg = Config(seed=0)
             for key, value in contenders[name].items():
                 setattr(cfg.training, key, value)
-            if ctx.size.epochs:
-                cfg.training.epochs = ctx.size.epochs
+            if ctx.size.epochs:  # a smoke run: a few epochs of one member
+                cfg.training.epochs, cfg.training.ensemble = ctx.size.epochs, 1
             torch.set_num_threads(threads)
             log("smalltrain", f"{name}, repeat {r + 1}")
             wall, cpu = time.perf_counter(), time.process_time()
@@ -1450,7 +1450,7 @@ _TITLES = {"featurize": "1. Featurisation", "predict": "2. Prediction", "screen"
 
 def _md_smalltrain(res: dict, out: Path) -> list[str]:
     lines = [f"## {_TITLES['smalltrain']}", "", _load_line(res.get("meta", {})),
-             f"`{res['command']}` ({res['n_molecules']} molecules with spectra; ensemble of 5, the default network): the "
+             f"`{res['command']}` ({res['n_molecules']} molecules with spectra; the default network and ensemble): the "
              "defaults now scale with the data size (`TrainingSettings.for_size`: batch size, patience, validation share, "
              f"threads) against the former fixed defaults (batch 64, patience 50, 10% validation, "
              f"{res['runs']['previous fixed defaults'][0]['training']['threads']} threads: torch's default, one per core), "
