@@ -205,6 +205,9 @@ def test_invert_bad_input_is_one_line_and_exit_2(inverse_model, tmp_path, capsys
     assert code == 2 and err.startswith("xanesnet invert: error: no shipped inverse model for Zn")
     code, _, err = run(["invert", str(spec), "--model", str(inverse_model / "xyz"), "--out", str(out)], capsys)
     assert code == 2 and "not a model directory" in err
+    code, _, err = run(["invert", str(spec), "--model", str(inverse_model / "model"), "--element", "Co", "--out", str(out)],
+                       capsys)
+    assert code == 2 and err == f"xanesnet invert: error: {inverse_model / 'model'}: the model was trained on Fe, not Co\n"
     assert not out.exists()
 
 

@@ -139,6 +139,7 @@ class InverseData:
     targets: ShellTargets
     e0: np.ndarray
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    elements: list[str] = field(default_factory=list)  # the absorber's element per molecule
 
 
 def build_inverse_set(xyz_dir: str | os.PathLike, spectra_dir: str | os.PathLike, inputs: InverseInput, *,
@@ -175,8 +176,12 @@ def build_inverse_set(xyz_dir: str | os.PathLike, spectra_dir: str | os.PathLike
         e0s.append(e0)
     if not ids:
         raise XanesnetError("no usable structure + spectrum pairs", path=xyz_dir)
+    from ase.data import chemical_symbols
+
+    from xanesnet.io.structures import resolve_absorber
+
     return InverseData(ids=ids, x=np.vstack(rows), targets=shell_targets(structures, absorber=absorber), e0=np.array(e0s),
-                       skipped=skipped)
+                       skipped=skipped, elements=[chemical_symbols[s.numbers[resolve_absorber(s, absorber)]] for s in structures])
 
 
 class _Augment:
@@ -300,6 +305,7 @@ def train_inverse(data: InverseData, inputs: InverseInput, out: str | os.PathLik
         "training_data_sha256": data_hash(fit_ids, x_all, y),
         "training_seconds": round(time.perf_counter() - start, 2),
         "history": history,
+        **({"element": data.elements[0]} if len(set(data.elements)) == 1 else {}),
         **(metadata or {}),
     }
     if test.any():
