@@ -194,6 +194,33 @@ def test_invert_table_columns(inverse_model, tmp_path, capsys):
         assert all(int(row[g]) >= 0 for g in INVERT_COLUMNS[5:])
 
 
+def write_xdi(path, energy, intensity, element="Fe"):
+    rows = "\n".join(f"{e:.3f} {y:.6e}" for e, y in zip(energy, intensity))
+    path.write_text(f"# XDI/1.0\n# Element.symbol: {element}\n# Element.edge: K\n# Column.1: energy eV\n# Column.2: norm\n"
+                    f"#----\n# energy norm\n{rows}\n")
+    return path
+
+
+def test_both_commands_read_xdi(inverse_model, candidates, tmp_path, capsys):
+    root, truth = candidates
+    data = np.loadtxt(root / "measured.txt")
+    xdi = write_xdi(tmp_path / "measured.xdi", data[:, 0], data[:, 1])
+    code, _, err = run(["match", str(xdi), "--candidates", str(root / "xyz"), "--out", str(tmp_path / "r.tsv")], capsys)
+    assert code == 0, err
+    assert (tmp_path / "r.tsv").read_text().splitlines()[1].split("\t")[1] == truth
+    spec = sorted((inverse_model / "xanes").glob("*.txt"))[0]
+    table = np.loadtxt(spec, skiprows=2)
+    fe = write_xdi(tmp_path / f"{spec.stem}.xdi", table[:, 0] - 4.0, 2 * table[:, 1])
+    code, _, err = run(["invert", str(fe), str(spec), "--model", str(inverse_model / "model"), "--out", str(tmp_path / "i.tsv")],
+                       capsys)
+    assert code == 0, err
+    rows = [ln.split("\t") for ln in (tmp_path / "i.tsv").read_text().splitlines()[1:]]
+    assert rows[0][1:5] == rows[1][1:5]  # shifted by 4 eV and scaled: the same first shell
+    co = write_xdi(tmp_path / "co.xdi", table[:, 0], table[:, 1], element="Co")
+    code, _, err = run(["invert", str(co), "--model", str(inverse_model / "model"), "--out", str(tmp_path / "c.tsv")], capsys)
+    assert code == 2 and err == f"xanesnet invert: error: {co}: the spectrum is of Co, the model model of Fe\n"
+
+
 def test_invert_bad_input_is_one_line_and_exit_2(inverse_model, tmp_path, capsys):
     spec = sorted((inverse_model / "xanes").glob("*.txt"))[0]
     data = np.loadtxt(spec, skiprows=2)

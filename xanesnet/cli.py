@@ -666,7 +666,12 @@ def cmd_invert(args: argparse.Namespace) -> int:
     trained_on = predictor.config.get("element")
     if args.element and trained_on and args.element.capitalize() != trained_on:
         raise XanesnetError(f"the model was trained on {trained_on}, not {args.element.capitalize()}", path=model)
-    shells = predictor.predict([read_spectrum(p, fmt=args.spectrum_format) for p in args.spectra])
+    spectra = [read_spectrum(p, fmt=args.spectrum_format) for p in args.spectra]
+    for spec in spectra:  # a file that names its absorber (XDI Element.symbol) must name the model's
+        said = (spec.meta or {}).get("element")
+        if said and trained_on and str(said).capitalize() != trained_on:
+            raise XanesnetError(f"the spectrum is of {said}, the model {model.name} of {trained_on}", path=spec.source)
+    shells = predictor.predict(spectra)
     out = write_text(args.out, format_shells(shells))
     for k in (k for k in range(len(shells.ids)) if not shells.trusted[k]):
         print(f"warning: {shells.ids[k]}: NOT trusted: the spectrum lies {shells.extrapolation[k]:.3g} training standard "
