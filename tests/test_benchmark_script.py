@@ -85,3 +85,14 @@ def test_active_learning_script_scores_every_strategy(tmp_path):
             assert 0 <= runs[0]["picked_with_twin"] <= 1 and runs[0]["n_picked"] == 20
     report = (out / "active_learning.md").read_text()
     assert "## Start 60 labelled" in report and report.count("| 1.00x |") >= 1  # random is the reference
+
+
+def test_readme_states_the_small_training_benchmark():
+    """The README's numbers for default training on the 99-molecule sample are the benchmark's (docs/benchmarks.json)."""
+    res = json.loads((ROOT / "docs" / "benchmarks.json").read_text())["sections"]["smalltrain"]
+    readme = (ROOT / "README.md").read_text()
+    new, old = "data-size rules (default)", "previous fixed defaults"
+    for text in (f"{res['wall_s_median'][new]:.0f} s wall ({res['cpu_s_median'][new]:.0f} s of CPU)",
+                 f"{res['wall_s_median'][old]:.0f} s wall ({res['cpu_s_median'][old]:.0f} s of CPU)",
+                 f"held-out MSE {res['heldout_mse'][new]:.3g}", f"against {res['heldout_mse'][old]:.3g}"):
+        assert text in readme, text
