@@ -6,7 +6,7 @@ all nine metals Ti-Zn (arm ``finetuned_all``): ``../shared/data/feff_3d/<M>``,
 with the 1 eV Lorentzian of the shipped FEFF models, each metal moved onto the
 FDMNES Fe energy scale by one shift (the median FDMNES Fe E0 minus that metal's
 median FEFF E0, so the chemical shifts between molecules are kept) and put on
-the FDMNES grid (7097-7172 eV, 226 points; FEFF starts 12-20 eV below its
+the FDMNES grid (7097-7172 eV, 226 points; FEFF starts about 18 eV below its
 edge, FDMNES 30 eV: below its first point a FEFF spectrum's first value is
 repeated, the flat pre-edge). The descriptor does not name the absorbing
 element, so the all-metal pretraining learns a metal-averaged map. Complexes
