@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from fe_data import cache_dir, fe_data_dir
+from xanesnet.experiments import cache_dir, fe_data_dir
 
 from xanesnet.analysis.metrics import evaluate_spectra
 from xanesnet.config import Config

@@ -66,8 +66,10 @@ from typing import Any, Callable
 
 import numpy as np
 
+from xanesnet.experiments import shared_root
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("XANESNET_SHARED_DATA", ROOT.parent / "shared" / "data"))
+SHARED = shared_root()
 SECTIONS = ("featurize", "predict", "screen", "train", "theory", "smalltrain")
 METALS = ("Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn")
 
@@ -166,8 +168,7 @@ class Context:
         archive = self.shared / "fe_k_fdmnes_train.tar.gz"
         if not archive.is_file():
             return None, f"the Fe reference data {archive} is not here (expected ../shared/data beside the repository)"
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from fe_data import fe_data_dir
+        from xanesnet.experiments import fe_data_dir
 
         root = fe_data_dir(archive)
         return FeData(root / "xyz", root / "xanes_conv", "4,079 Fe complexes, FDMNES (fe_k_fdmnes_train)"), ""
@@ -1014,7 +1015,7 @@ def bench_train(ctx: Context) -> dict:
     mlp_kwargs = {"hidden_layer_sizes": (512, 512), "alpha": 1e-4, "batch_size": 32, "learning_rate_init": 1e-3,
                   "max_iter": ctx.size.max_iter}
     result.update({"n_samples": len(x), "n_features": x.shape[1], "n_points": y.shape[1], "folds": ctx.size.folds,
-                   "threads": ctx.threads, "ours": {"model": Config().model, "training": {**dataclasses.asdict(defaults), "ensemble": 1,
+                   "threads": ctx.threads, "ours": {"model": Config().model.to_dict(), "training": {**dataclasses.asdict(defaults), "ensemble": 1,
                                                                                         "epochs": epochs}},
                    "sklearn": {k: list(v) if isinstance(v, tuple) else v for k, v in mlp_kwargs.items()},
                    "per_fold": []})

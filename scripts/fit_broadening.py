@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from fe_data import ROOT, fe_data_dir
+from xanesnet.experiments import ROOT, fe_data_dir
 from scipy.optimize import least_squares
 
 from xanesnet.io.spectra import read_spectrum

@@ -16,7 +16,7 @@ import json
 
 import numpy as np
 
-from fe_data import ROOT, cache_dir, fe_data_dir
+from xanesnet.experiments import ROOT, cache_dir, fe_data_dir
 
 from xanesnet.config import Config
 from xanesnet.data.dataset import heldout_mask

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fe_data import ROOT, cache_dir, fe_data_dir
+from xanesnet.experiments import ROOT, cache_dir, fe_data_dir
 
 from xanesnet.analysis.metrics import evaluate_spectra
 from xanesnet.config import Config

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fe_data import ROOT, SHARED, cache_dir, fe_data_dir
+from xanesnet.experiments import ROOT, cache_dir, fe_data_dir, shared_root
 
 from xanesnet.config import Config
 from xanesnet.data.dataset import heldout_mask
@@ -111,7 +111,7 @@ def main() -> None:
     flags = {"heldout": flag_rate(predictor, structures)}
     flags["stretched_bonds_0.4A"] = flag_rate(predictor, [stretched(s, resolve_absorber(s)) for s in structures])
     for metal in ("Cu", "Zn"):
-        folder = SHARED / "feff_3d" / metal / "xyz"
+        folder = shared_root() / "feff_3d" / metal / "xyz"
         if folder.is_dir():
             flags[f"{metal}_through_Fe_model"] = flag_rate(predictor, [read_structure(p) for p in find_structure_files([folder])],
                                                            absorber=metal)

@@ -172,7 +172,7 @@ def test_invalid_settings(kwargs, message):
 
 
 def test_unknown_setting_lists_valid_ones():
-    with pytest.raises(XanesnetError, match=r"unknown wacsf setting\(s\) r_cut; valid: r_min, r_max"):
+    with pytest.raises(XanesnetError, match=r"unknown wacsf descriptor setting\(s\) 'r_cut'; valid: kind, r_min, r_max"):
         descriptor_from_dict({"kind": "wacsf", "r_cut": 5.0})
 
 

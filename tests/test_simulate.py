@@ -95,7 +95,7 @@ def test_feff_input_absorber_and_spectrum_checked() -> None:
 
 
 def test_settings_reject_unknown_keys() -> None:
-    with pytest.raises(XanesnetError, match=r"^unknown FEFF setting\(s\) fms_radius; valid: edge, s02, xanes_cards, .*min_distance$"):
+    with pytest.raises(XanesnetError, match=r"^unknown FEFF setting\(s\) 'fms_radius'; valid: edge, s02, xanes_cards, .*min_distance$"):
         FeffSettings.from_dict({"fms_radius": 5.0})
     with pytest.raises(XanesnetError, match=r"timeout must be positive, got 0"):
         FeffSettings(timeout=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -53,7 +54,7 @@ def test_mc_dropout_needs_dropout(tmp_path):
 def test_mc_dropout_predictions_are_reproducible_and_combine_with_ensembles(tmp_path):
     data = synthetic()
     cfg = quick_config(ensemble=2)
-    cfg.model["dropout"] = 0.2
+    cfg.model = dataclasses.replace(cfg.model, dropout=0.2)
     train_model(data, cfg, tmp_path / "m", progress=False)
     predictor = Predictor.from_bundle(tmp_path / "m")
     a = predictor.predict_features(data.x[:5], mc_samples=7)

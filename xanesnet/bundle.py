@@ -62,9 +62,9 @@ class Bundle:
 
     @cached_property
     def x_scaler(self):
-        from xanesnet.transforms import Standardizer
+        from xanesnet.transforms import input_scaler_from_state
 
-        return Standardizer.from_state(self.config["x_scaler"])
+        return input_scaler_from_state(self.config["x_scaler"])
 
     @cached_property
     def y_transform(self):
@@ -88,7 +88,7 @@ def save_bundle(path: str | os.PathLike, config: dict[str, Any], members: list, 
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; a model directory is an ordinary one
     try:
-        torch.save({"members": [_stored(m.state_dict(), weights_dtype) for m in members]}, tmp / WEIGHTS_FILE)
+        torch.save({"members": [_stored(m.state(), weights_dtype) for m in members]}, tmp / WEIGHTS_FILE)
         config = {
             **config,
             "weights_dtype": weights_dtype,
@@ -158,16 +158,13 @@ def build_members(path: Path, config: dict[str, Any], state: dict[str, Any], *, 
     """The member networks of ``config["model"]`` with the weights of ``state``, in evaluation mode."""
     import torch
 
-    from xanesnet.models import build_model
+    from xanesnet.models import model_from_state
 
     try:
         members = []
         for sd in state["members"]:
-            with torch.device("meta"):  # no initialisation work: the weights are assigned from the file
-                net = build_model(config["model"], n_in=n_in, n_out=n_out)
-            net.load_state_dict({k: v.float() if v.dtype == torch.float16 else v for k, v in sd.items()}, assign=True)
-            net.eval()
-            members.append(net)
+            sd = {k: v.float() if v.dtype == torch.float16 else v for k, v in sd.items()}  # float16 storage
+            members.append(model_from_state(config["model"], sd, n_in=n_in, n_out=n_out))
     except (RuntimeError, KeyError, TypeError, ValueError) as exc:
         raise XanesnetError(f"corrupted model: weights do not fit the saved architecture ({str(exc).splitlines()[0]})", path=path) from None
     if not members:

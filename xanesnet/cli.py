@@ -111,8 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: random initialisation)")
     p.add_argument("--preset", help="descriptor preset: " + ", ".join(PRESETS) + " (default: default; "
                    "xanesnet and xanesnet-2021 reproduce the published tools)")
-    p.add_argument("--model", dest="model_kind", choices=["mlp", "gpr"],
-                   help="model kind: mlp or gpr, the Gaussian-process baseline (one member unless --ensemble) (default: mlp)")
+    p.add_argument("--model", dest="model_kind", choices=_model_kinds(),
+                   help="model kind: mlp, gpr (the Gaussian-process baseline, one member unless --ensemble) or gnn "
+                        "(a graph network on the absorber's environment) (default: mlp)")
     p.add_argument("--seed", type=int, help="one seed for everything (default: drawn, logged and saved with the model)")
     p.add_argument("--ensemble", type=int, help="number of ensemble members (default: 5; 1 for gpr)")
     p.add_argument("--bootstrap", action="store_true", help="bootstrap-resample each member's training set (default: off)")
@@ -270,6 +271,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _model_kinds() -> list[str]:
+    """The registered model kinds (importing the registry only when a parser is built)."""
+    from xanesnet.models import MODELS
+
+    return list(MODELS)
+
+
 def _descriptor_args(p: argparse.ArgumentParser) -> None:
     from xanesnet.descriptors.wacsf import PRESETS
 
@@ -290,7 +298,7 @@ def _descriptor_settings(args: argparse.Namespace) -> dict:
             from xanesnet.descriptors import descriptor_from_dict
 
             return descriptor_from_dict(raw).to_dict()
-        return load_config(args.config).descriptor
+        return load_config(args.config).descriptor.to_dict()
     return preset(args.preset or "default").to_dict()
 
 
@@ -306,7 +314,7 @@ def cmd_featurize(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from xanesnet.config import Config, load_config
+    from xanesnet.config import Config, descriptor_settings, load_config
     from xanesnet.descriptors import preset
     from xanesnet.pipeline import build_training_set, load_feature_file, train_model
 
@@ -318,34 +326,34 @@ def cmd_train(args: argparse.Namespace) -> int:
         init = WarmStart.load(args.init_from)
         if not args.config:
             init.adopt(config)
-    if args.preset:
-        config.descriptor = preset(args.preset).to_dict()
-    if args.seed is not None:
-        config.seed = args.seed
-    if args.model_kind and args.model_kind != config.model.get("kind", "mlp"):
-        config.model = {"kind": args.model_kind}
+    if args.model_kind and args.model_kind != config.model.kind:
+        # another kind: its default settings, and its inputs' default descriptor unless the config or --preset names one
+        raw = json.loads(Path(args.config).read_text()) if args.config else {}
+        config = Config.from_dict({**raw, "model": {"kind": args.model_kind}})
         if args.model_kind == "gpr" and args.ensemble is None:
             config.training.ensemble = 1  # a GP fit is deterministic: identical members add nothing
+    if args.preset:
+        config = Config.from_dict({**config.to_dict(), "descriptor": preset(args.preset).to_dict()})
+    if args.seed is not None:
+        config.seed = args.seed
     for flag, name in ((args.ensemble, "ensemble"), (args.epochs, "epochs")):
         if flag is not None:
             setattr(config.training, name, flag)
     if args.bootstrap:
         config.training.bootstrap = True
-    config.training.__post_init__()
+    config.training.validate()
     if args.broaden or args.grid:
-        from xanesnet.spectra import ProcessSettings
-
-        spectra = dict(config.spectra or {})
+        spectra = config.spectra.to_dict() if config.spectra is not None else {}
         if args.broaden:
             spectra["broadening"] = args.broaden
         if args.grid:
             spectra["grid"] = args.grid
-        config.spectra = ProcessSettings.from_dict(spectra).to_dict()
+        config = Config.from_dict({**config.to_dict(), "spectra": spectra})
     if args.inverse:
         return _train_inverse(args, config)
     if args.features:
         data = load_feature_file(args.features)  # its descriptor settings (if any) are the model's
-        config.descriptor = data.descriptor or {}  # from `xanesnet featurize`: the model can then featurise structures too
+        config.descriptor = descriptor_settings(data.descriptor or None, model=config.model)  # from `xanesnet featurize`
     if init is not None:
         init.check(config)  # before the structures are read
     if args.features:

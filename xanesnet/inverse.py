@@ -249,7 +249,7 @@ def train_inverse(data: InverseData, inputs: InverseInput, out: str | os.PathLik
     from xanesnet.config import Config
     from xanesnet.data.dataset import data_hash, heldout_mask
     from xanesnet.models import build_model
-    from xanesnet.training import _fit_one, draw_seed, seed_everything, split_validation
+    from xanesnet.training import draw_seed, seed_everything, split_validation
     from xanesnet.transforms import Standardizer
 
     if config is None:
@@ -283,8 +283,8 @@ def train_inverse(data: InverseData, inputs: InverseInput, out: str | os.PathLik
     for m in tqdm(range(settings.ensemble), desc="members", unit="model", disable=not progress or settings.ensemble == 1):
         seed_everything(seed + m)
         net = build_model(config.model, n_in=len(inputs.energies), n_out=n_out)
-        log = _fit_one(net, xs[train_idx], ys[train_idx], x_val, ys[val_idx], settings, seed=seed + m, progress=progress,
-                       loss_fn=loss, augment=augment)
+        log = net.fit(xs[train_idx], ys[train_idx], x_val, ys[val_idx], settings, seed=seed + m, progress=progress,
+                      loss_fn=loss, augment=augment)
         members.append(net)
         history.append({"member": m, "seed": seed + m, **log})
         logger.info("member %d: best val loss %.5f at epoch %d", m, log["best_val_loss"], log["best_epoch"])

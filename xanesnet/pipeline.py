@@ -6,7 +6,6 @@ Python with the same arguments.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from xanesnet.data.dataset import (
     SPECTRUM_SUFFIXES,
 )
 from xanesnet.descriptors import descriptor_from_dict
+from xanesnet.atomic import write_json, write_npz, write_text  # noqa: F401  (re-exported)
 from xanesnet.errors import XanesnetError
 from xanesnet.io.structures import resolve_absorber
 
@@ -163,8 +163,7 @@ def train_model(data: TrainingSet, config: Config, out: str | os.PathLike, *, ho
         init.check(config)
         init.check_data(x.shape[1], y.shape[1])
     trained = train(x[~test], y[~test], config, init=None if init is None else init.members, progress=progress)
-    descriptor_settings = config.descriptor
-    feature_names = (descriptor_from_dict(descriptor_settings).feature_names if descriptor_settings
+    feature_names = (config.descriptor.feature_names if config.descriptor is not None
                      else data.feature_names or [f"x{i}" for i in range(x.shape[1])])
     if len(feature_names) != x.shape[1]:
         raise XanesnetError(f"the descriptor gives {len(feature_names)} features but the data have {x.shape[1]}")
@@ -180,6 +179,7 @@ def train_model(data: TrainingSet, config: Config, out: str | os.PathLike, *, ho
         "training_seconds": round(trained.seconds, 2),
         "history": trained.history,
         **({} if init is None else {"init_from": init.provenance(config.training.ensemble)}),
+        **{k: v for k, v in config.provenance.to_dict().items() if v is not None},
         **(metadata or {}),
     }
     if weights_dtype == "float16":
@@ -258,25 +258,33 @@ def calibrated_predictor(trained, x: np.ndarray, y: np.ndarray, config: dict[str
                        "too few to trust them; train on more spectra", n_val, "um" if n_val == 1 else "a",
                        MIN_CALIBRATION_SPECTRA)
     config["uncertainty"] = calibrate(predictor, x[trained.val_index], y[trained.val_index], spread=y.std(0),
-                                      kind=trained.config.training.calibration)
+                                      kind=trained.config.training.calibration, settings=trained.config.uncertainty)
     return predictor
 
 
-def calibrate(predictor, x_val: np.ndarray, y_val: np.ndarray, *, spread: np.ndarray, kind: str = "scalar") -> dict[str, Any]:
-    """Calibration and trust threshold, per prediction mode the model supports, fitted on validation data."""
+def calibrate(predictor, x_val: np.ndarray, y_val: np.ndarray, *, spread: np.ndarray, kind: str = "scalar",
+              settings=None) -> dict[str, Any]:
+    """Calibration and trust threshold, per prediction mode the model supports, fitted on validation data.
+
+    ``settings`` is an :class:`~xanesnet.config.UncertaintySettings` (default: the defaults).
+    """
+    from xanesnet.config import UncertaintySettings
     from xanesnet.uncertainty import fit_calibration, fit_trust, uncertainty_score
 
+    settings = settings or UncertaintySettings()
     spread = np.where(spread > 0, spread, 1.0)
     out: dict[str, Any] = {"spread": spread.tolist(), "calibration": {}, "trust": {}, "n_validation": int(len(x_val))}
+    out["mc_samples"] = settings.mc_samples
     if predictor.has_variance:
         modes = ["predictive"]
     else:
         modes = (["ensemble"] if len(predictor.bundle.members) > 1 else []) + (["mc"] if predictor.has_dropout else [])
     for mode in modes:
-        pred = predictor.predict_features(x_val, mc_samples=20 if mode == "mc" else None, calibrate=False)
+        pred = predictor.predict_features(x_val, mc_samples=settings.mc_samples if mode == "mc" else None, calibrate=False)
         cal = fit_calibration(y_val, pred.mean, pred.std, kind=kind)
         out["calibration"][mode] = cal
-        out["trust"][mode] = fit_trust(uncertainty_score(pred.std * np.asarray(cal["scale"]), spread))
+        out["trust"][mode] = fit_trust(uncertainty_score(pred.std * np.asarray(cal["scale"]), spread),
+                                       quantile=settings.trust_quantile)
     return out
 
 
@@ -297,10 +305,10 @@ def model_config(trained, energy: np.ndarray, feature_names: list[str]) -> dict[
     """What a trained model needs to predict, as saved in ``config.json`` (see :mod:`xanesnet.bundle`)."""
     config = trained.config
     return {
-        "descriptor": config.descriptor,
+        "descriptor": {} if config.descriptor is None else config.descriptor.to_dict(),
         "model": trained.members[0].get_params(),
-        "training": dataclasses.asdict(config.training),
-        "spectra": config.spectra,
+        "training": config.training.to_dict(),
+        "spectra": None if config.spectra is None else config.spectra.to_dict(),
         "seed": trained.seed,
         "energy": np.asarray(energy, float).tolist(),
         "feature_names": feature_names,
@@ -311,9 +319,9 @@ def model_config(trained, energy: np.ndarray, feature_names: list[str]) -> dict[
 
 def _spectrum_processor(config: Config):
     """The spectrum processing the config asks for, or ``None`` (spectra must share one grid)."""
-    if not config.spectra:
+    if config.spectra is None:
         return None
-    from xanesnet.spectra import processor_from_dict  # added with spectrum processing
+    from xanesnet.spectra import processor_from_dict
 
     return processor_from_dict(config.spectra)
 
@@ -351,19 +359,6 @@ def featurize_to_npz(paths: Sequence[str | os.PathLike], descriptor_settings: di
     return feats
 
 
-def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
-    """Write an ``.npz`` via a temporary file and a rename, so no half-written file is left."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    try:
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
 def evaluate_model(model: str | os.PathLike, xyz_dir: str | os.PathLike | None, spectra_dir: str | os.PathLike | None, *,
                    features: str | os.PathLike | None = None, heldout_only: bool = False, absorber: int | str | None = None,
                    spectrum_format: str | None = None, mc_samples: int | None = None,
@@ -374,7 +369,7 @@ def evaluate_model(model: str | os.PathLike, xyz_dir: str | os.PathLike | None, 
 
     predictor = Predictor.from_bundle(model)
     cfg = predictor.bundle.config
-    config = Config(descriptor=cfg["descriptor"], spectra=cfg.get("spectra"))
+    config = Config(descriptor=cfg["descriptor"], model=cfg["model"], spectra=cfg.get("spectra"))
     if features is not None:
         data = load_feature_file(features)
         spectra_dir = xyz_dir = features
@@ -417,26 +412,6 @@ def split_of(ids: Sequence[str], config: dict[str, Any]) -> list[str]:
     trained = set(trained) if trained is not None else None
     return ["heldout" if i in held else "not_heldout" if trained is None else "training" if i in trained else "unseen"
             for i in ids]
-
-
-def write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write a text file via a temporary file and a rename, so no half-written file is left."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def write_json(path: str | os.PathLike, data: Any) -> Path:
-    """Write JSON via a temporary file and a rename."""
-    import json
-
-    return write_text(path, json.dumps(data, indent=1))
 
 
 def normalize_files(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *, fmt: str = "txt",

@@ -103,9 +103,6 @@ class Prediction:
         return lines
 
 
-DEFAULT_MC_SAMPLES = 20
-
-
 class Predictor:
     """A loaded model ready to predict; build with :meth:`from_bundle`."""
 
@@ -139,7 +136,14 @@ class Predictor:
 
     @property
     def has_dropout(self) -> bool:
-        return float(self.bundle.config["model"].get("dropout", 0.0)) > 0.0
+        return any(net.has_dropout for net in self.bundle.members)
+
+    @property
+    def mc_samples(self) -> int:
+        """Dropout draws per member for MC dropout (the model's uncertainty setting)."""
+        from xanesnet.config import UncertaintySettings
+
+        return int((self.bundle.config.get("uncertainty") or {}).get("mc_samples", UncertaintySettings().mc_samples))
 
     def default_mode(self) -> str | None:
         """``ensemble`` for several members, ``mc`` for one member with dropout, else ``None`` (no error bar)."""
@@ -188,7 +192,7 @@ class Predictor:
         mode = "mc" if mc_samples else self.default_mode()
         if mode == "mc" and not self.has_dropout:
             raise XanesnetError("--mc-samples needs a model trained with dropout > 0", path=self.bundle.path)
-        draws = (mc_samples or DEFAULT_MC_SAMPLES) if mode == "mc" else 1
+        draws = (mc_samples or self.mc_samples) if mode == "mc" else 1
         xs = torch.as_tensor(self.bundle.x_scaler.transform(x), dtype=torch.float32)
         tf = self.bundle.y_transform
         samples = np.empty((len(self.bundle.members) * draws, len(x), len(self.energy)))
@@ -206,7 +210,7 @@ class Predictor:
 
     @property
     def has_variance(self) -> bool:
-        return hasattr(self.bundle.members[0], "forward_with_var")
+        return self.bundle.members[0].has_variance
 
     def _predict_with_variance(self, x: np.ndarray, *, ids: list[str], calibrate: bool) -> Prediction:
         """Models with their own predictive variance (the Gaussian process): total variance over members."""
@@ -217,7 +221,7 @@ class Predictor:
         means, variances = [], []
         with torch.inference_mode():
             for net in self.bundle.members:
-                m, v = net.forward_with_var(xs)
+                m, v = net.predict(xs, variance=True)
                 means.append(tf.inverse_transform(m.numpy()))
                 variances.append(tf.inverse_variance(v.numpy()))
         samples = np.array(means)

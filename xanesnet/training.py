@@ -1,4 +1,4 @@
-"""The one training loop: seeds, Adam, early stopping with the best weights restored, progress.
+"""Training an ensemble: seeds, the validation split, scalers, members fitted through the model contract.
 
 :func:`train` takes descriptor vectors and spectra already on one grid and
 returns a :class:`TrainedModel` that :mod:`xanesnet.bundle` saves.
@@ -6,20 +6,19 @@ returns a :class:`TrainedModel` that :mod:`xanesnet.bundle` saves.
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from xanesnet.config import Config, TrainingSettings
+from xanesnet.config import Config
 from xanesnet.errors import XanesnetError
 from xanesnet.models import build_model
-from xanesnet.transforms import Standardizer, target_transform
+from xanesnet.transforms import Standardizer, input_scaler, target_transform
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +76,7 @@ def train(x: np.ndarray, y: np.ndarray, config: Config, *, init: Sequence[dict[s
     config.seed = seed
     start = time.perf_counter()
     train_idx, val_idx = split_validation(len(x), settings.val_fraction, seed)
-    x_scaler = Standardizer().fit(x[train_idx])
+    x_scaler = input_scaler(config.descriptor is None or config.descriptor.standardize).fit(x[train_idx])
     y_tf = target_transform(settings.target_transform).fit(y[train_idx])
     xs = torch.as_tensor(x_scaler.transform(x), dtype=torch.float32)
     ys = torch.as_tensor(y_tf.transform(y), dtype=torch.float32)
@@ -110,51 +109,7 @@ def _fit_member(m: int, seed: int, config: Config, xs: torch.Tensor, ys: torch.T
     net = build_model(config.model, n_in=xs.shape[1], n_out=ys.shape[1])
     if init:
         net.load_state_dict(init[m % len(init)])
-    if hasattr(net, "fit_exact"):  # closed-form models (the Gaussian process)
-        log = net.fit_exact(xs[idx], ys[idx], seed=member_seed)
-        with torch.no_grad():
-            log.update(best_val_loss=nn.functional.mse_loss(net(xs[val_idx]), ys[val_idx]).item(), best_epoch=0)
-    else:
-        log = _fit_one(net, xs[idx], ys[idx], xs[val_idx], ys[val_idx], settings, seed=member_seed, progress=progress)
+    log = net.fit(xs[idx], ys[idx], xs[val_idx], ys[val_idx], settings, seed=member_seed, progress=progress)
     history.append({"member": m, "seed": member_seed, **log})
     logger.info("member %d: best val loss %.5f at epoch %d", m, log["best_val_loss"], log["best_epoch"])
     return net
-
-
-def _fit_one(net: nn.Module, x_tr: torch.Tensor, y_tr: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
-             settings: TrainingSettings, *, seed: int, progress: bool, loss_fn: Callable | None = None,
-             augment: Callable | None = None) -> dict[str, Any]:
-    """Adam on ``loss_fn(prediction, target)`` (default: the MSE in transformed space), early stopping on the validation loss.
-
-    ``augment(x_batch, generator)``, if given, turns each training batch into the network's input (e.g. random
-    energy shifts and noise); the validation inputs are used as given.
-    """
-    from tqdm.auto import tqdm
-
-    opt = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    # halve the step when the validation loss stalls; stop after `patience` epochs without progress
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(1, settings.patience // 4))
-    gen = torch.Generator().manual_seed(seed)
-    loss_fn = loss_fn or nn.MSELoss()
-    best, best_epoch, best_state = float("inf"), -1, None
-    bar = tqdm(range(settings.epochs), desc="epochs", unit="ep", disable=not progress, leave=False)
-    for epoch in bar:
-        net.train()
-        for batch in torch.randperm(len(x_tr), generator=gen).split(settings.batch_size):
-            opt.zero_grad()
-            xb = x_tr[batch] if augment is None else augment(x_tr[batch], gen)
-            loss = loss_fn(net(xb), y_tr[batch])
-            loss.backward()
-            opt.step()
-        net.eval()
-        with torch.no_grad():
-            val = loss_fn(net(x_val), y_val).item()
-        sched.step(val)
-        if val < best:
-            best, best_epoch, best_state = val, epoch, copy.deepcopy(net.state_dict())
-        bar.set_postfix(val=f"{val:.4f}", best=f"{best:.4f}")
-        if epoch - best_epoch >= settings.patience:
-            break
-    net.load_state_dict(best_state)
-    net.eval()
-    return {"best_val_loss": best, "best_epoch": best_epoch, "epochs_run": epoch + 1}

@@ -73,6 +73,27 @@ class Identity(Standardizer):
         return self
 
 
+class RangeOnly(Standardizer):
+    """Inputs passed on unscaled (graph rows keep their distances), with the training range kept for the range check."""
+
+    kind = "range"
+
+    def transform(self, v: np.ndarray) -> np.ndarray:
+        return np.asarray(v, float)
+
+    def inverse_transform(self, z: np.ndarray) -> np.ndarray:
+        return np.asarray(z, float)
+
+
+def input_scaler(standardize: bool) -> Standardizer:
+    """The input scaler of a descriptor: standardised columns, or raw values with the range kept."""
+    return Standardizer() if standardize else RangeOnly()
+
+
+def input_scaler_from_state(state: dict[str, Any]) -> Standardizer:
+    return (RangeOnly if state.get("kind") == RangeOnly.kind else Standardizer).from_state(state)
+
+
 class PCA:
     """Standardise per point, then keep the leading ``n_components`` principal components."""
 

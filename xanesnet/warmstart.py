@@ -55,16 +55,18 @@ class WarmStart:
 
     def adopt(self, config) -> None:
         """Give ``config`` the source's descriptor, model settings and target transform (what the weights need)."""
-        config.descriptor = _json(self.config["descriptor"])
-        config.model = _json(self.config["model"])
+        from xanesnet.config import descriptor_settings, model_settings
+
+        config.model = model_settings(self.config["model"])
+        config.descriptor = descriptor_settings(self.config["descriptor"], model=config.model)
         config.training.target_transform = self.target_transform
 
     def check(self, config) -> None:
         """Refuse a training config whose network could not take these weights (before any data is read)."""
-        from xanesnet.models import MODELS
+        from xanesnet.models import model_class
 
         kind = _json(config.model).get("kind", "mlp")
-        if hasattr(MODELS.get(kind), "fit_exact"):
+        if model_class(kind).closed_form:
             self._refuse([f"a {kind} model is fitted in closed form, not from starting weights"])
         diffs = _differences("descriptor", _json(config.descriptor), _json(self.config["descriptor"]))
         diffs += _differences("model", _canonical_model(config.model), _canonical_model(self.config["model"]))
@@ -106,15 +108,12 @@ def _json(value: Any) -> Any:
 
 def _canonical_model(settings: Any) -> dict[str, Any]:
     """Model settings with every default filled in, so ``{"kind": "mlp"}`` equals the saved full form."""
-    import torch
-
-    from xanesnet.models import build_model
+    from xanesnet.models import model_settings
 
     settings = _json(settings)
     try:
-        with torch.device("meta"):
-            return _json(build_model(settings, n_in=1, n_out=1).get_params())
-    except TypeError:  # unknown keys: compare as written
+        return _json(model_settings(settings))
+    except XanesnetError:  # unknown keys: compare as written
         return settings
 
 

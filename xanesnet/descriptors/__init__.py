@@ -13,12 +13,25 @@ from xanesnet.errors import XanesnetError
 DESCRIPTORS: dict[str, type[Descriptor]] = {WACSF.kind: WACSF, AbsorberElement.kind: AbsorberElement}
 
 
-def descriptor_from_dict(settings: dict[str, Any]) -> Descriptor:
-    """Rebuild a descriptor from :meth:`Descriptor.to_dict` output."""
+#: Input kind -> the descriptor a model of that kind gets unless told otherwise.
+DEFAULT_DESCRIPTORS: dict[str, Any] = {"vector": lambda: PRESETS["default"]}
+
+
+def descriptor_from_dict(settings: dict[str, Any] | Descriptor, *, source: Any = None) -> Descriptor:
+    """Rebuild a descriptor from :meth:`Descriptor.to_dict` output (a descriptor is returned as it is)."""
+    if isinstance(settings, Descriptor):
+        return settings
     kind = settings.get("kind", WACSF.kind)
     if kind not in DESCRIPTORS:
-        raise XanesnetError(f"unknown descriptor kind {kind!r}; known: {', '.join(DESCRIPTORS)}")
-    return DESCRIPTORS[kind].from_dict(settings)
+        raise XanesnetError(f"unknown descriptor kind {kind!r}; known: {', '.join(DESCRIPTORS)}", path=source)
+    return DESCRIPTORS[kind].from_dict(settings, source=source)
+
+
+def default_descriptor(input_kind: str = "vector") -> Descriptor:
+    """The default descriptor for models that take ``input_kind`` inputs."""
+    if input_kind not in DEFAULT_DESCRIPTORS:
+        raise XanesnetError(f"no descriptor gives {input_kind} inputs; known: {', '.join(DEFAULT_DESCRIPTORS)}")
+    return DEFAULT_DESCRIPTORS[input_kind]()
 
 
 def preset(name: str) -> Descriptor:
@@ -28,4 +41,5 @@ def preset(name: str) -> Descriptor:
     return PRESETS[name]
 
 
-__all__ = ["DESCRIPTORS", "AbsorberElement", "Descriptor", "WACSF", "PRESETS", "descriptor_from_dict", "preset"]
+__all__ = ["DESCRIPTORS", "AbsorberElement", "Descriptor", "WACSF", "PRESETS", "default_descriptor", "descriptor_from_dict",
+           "preset"]

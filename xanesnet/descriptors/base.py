@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 from abc import ABC, abstractmethod
 from typing import Any, Sequence
 
@@ -28,6 +29,11 @@ class Descriptor(ABC):
     kind: str = ""
     #: Bumped whenever the code changes the numbers; part of the feature-cache key.
     revision: int = 1
+    #: What the rows are to a model: ``vector`` (one feature vector) or another input kind a model
+    #: declares it takes (e.g. ``graph``: atoms and distances of the absorber's environment, packed in a row).
+    input_kind: str = "vector"
+    #: Feature scaling a model sees: standardised per column, or the raw values (graphs keep their distances).
+    standardize: bool = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -69,6 +75,10 @@ class Descriptor(ABC):
     def n_features(self) -> int:
         return len(self.feature_names)
 
+    def feature_groups(self) -> dict[str, list[int]]:
+        """Named groups of feature columns that are permuted together in importance (default: one per feature)."""
+        return {name: [i] for i, name in enumerate(self.feature_names)}
+
     def featurize(self, structures: Sequence[Structure], *, absorber: int | str | None = None,
                   progress: bool = False, batch_size: int = 1024) -> np.ndarray:
         """Stack the vectors of many structures into an array (n_structures, n_features); the first bad one raises."""
@@ -91,13 +101,12 @@ class Descriptor(ABC):
         return {"kind": self.kind, **json.loads(json.dumps(d))}
 
     @classmethod
-    def from_dict(cls, settings: dict[str, Any]) -> "Descriptor":
+    def from_dict(cls, settings: dict[str, Any], *, source: str | os.PathLike | None = None) -> "Descriptor":
+        from xanesnet.settings import check_keys
+
+        check_keys(settings, ["kind"] + [f.name for f in dataclasses.fields(cls)], f"{cls.kind} descriptor", source)  # type: ignore[arg-type]
         settings = dict(settings)
         settings.pop("kind", None)
-        valid = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-        unknown = sorted(set(settings) - set(valid))
-        if unknown:
-            raise XanesnetError(f"unknown {cls.kind} setting(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
         return cls(**{k: _as_tuple(v) for k, v in settings.items()})
 
     def settings_hash(self) -> str:

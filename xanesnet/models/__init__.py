@@ -1,29 +1,57 @@
-"""Torch modules that map a descriptor vector to a spectrum. One registry, :data:`MODELS`.
+"""Model kinds: torch modules behind one contract (:class:`~xanesnet.models.base.Model`). One registry, :data:`MODELS`.
 
-Torch is imported here, so nothing on the featurisation path imports this package.
+The registry names each kind's class by import path, so listing the kinds
+(the CLI's ``--model`` choices) imports nothing; torch loads with the first
+model class asked for (:func:`model_class`).
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from xanesnet.errors import XanesnetError
-from xanesnet.models.gpr import GPR
-from xanesnet.models.mlp import MLP
 
-#: Model kind -> torch module class. Register a new model here and nowhere else.
-#: A module with ``fit_exact(x, y, seed=)`` is fitted in closed form instead of
-#: by gradient descent; one with ``forward_with_var(x)`` gives its own variance.
-MODELS: dict[str, type] = {MLP.kind: MLP, GPR.kind: GPR}
+#: Model kind -> "module:Class" of its model (a :class:`~xanesnet.models.base.Model` whose ``Settings``
+#: say which inputs it takes). Register a new model here and nowhere else.
+MODELS: dict[str, str] = {
+    "mlp": "xanesnet.models.mlp:MLP",
+    "gpr": "xanesnet.models.gpr:GPR",
+}
 
 
-def build_model(settings: dict[str, Any], *, n_in: int, n_out: int):
-    """A fresh module from its saved settings (``{"kind": ..., **constructor kwargs}``)."""
-    settings = dict(settings)
-    kind = settings.pop("kind", MLP.kind)
+def model_class(kind: str):
+    """The model class registered as ``kind``."""
     if kind not in MODELS:
         raise XanesnetError(f"unknown model kind {kind!r}; known: {', '.join(MODELS)}")
-    return MODELS[kind](n_in=n_in, n_out=n_out, **settings)
+    module, _, name = MODELS[kind].partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
-__all__ = ["MODELS", "MLP", "GPR", "build_model"]
+def model_settings(data: Any, *, source: Any = None):
+    """The typed settings of a model kind from their JSON form (``{"kind": ..., ...}``; default kind ``mlp``)."""
+    from xanesnet.models.base import ModelSettings
+
+    if isinstance(data, ModelSettings):
+        return data
+    if not isinstance(data, dict):
+        raise XanesnetError(f"model settings must be a JSON object, not {type(data).__name__}", path=source)
+    kind = data.get("kind", "mlp")
+    if kind not in MODELS:
+        raise XanesnetError(f"unknown model kind {kind!r}; known: {', '.join(MODELS)}", path=source)
+    return model_class(kind).Settings.from_dict({"kind": kind, **data}, source=source)
+
+
+def build_model(settings: Any, *, n_in: int, n_out: int):
+    """A fresh model from its settings (typed, or their JSON form)."""
+    settings = model_settings(settings)
+    return model_class(settings.kind)(settings, n_in=n_in, n_out=n_out)
+
+
+def model_from_state(settings: Any, state: dict, *, n_in: int, n_out: int):
+    """A saved model rebuilt from its settings and state dict."""
+    settings = model_settings(settings)
+    return model_class(settings.kind).from_state(settings, state, n_in=n_in, n_out=n_out)
+
+
+__all__ = ["MODELS", "build_model", "model_class", "model_from_state", "model_settings"]

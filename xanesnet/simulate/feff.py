@@ -93,10 +93,9 @@ class FeffSettings:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> FeffSettings:
         """Build settings from a dict; unknown keys are an error that lists the valid ones."""
-        valid = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(values) - set(valid))
-        if unknown:
-            raise XanesnetError(f"unknown FEFF setting(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
+        from xanesnet.settings import check_keys
+
+        check_keys(values, [f.name for f in dataclasses.fields(cls)], "FEFF")
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:

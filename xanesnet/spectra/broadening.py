@@ -40,7 +40,7 @@ import numpy as np
 
 from xanesnet.errors import XanesnetError
 from xanesnet.io.spectra import Spectrum, validated
-from xanesnet.spectra._settings import Settings, choice, number, set_fields
+from xanesnet.settings import Settings, choice, number, set_fields
 
 BROADENING_KINDS = ("lorentzian", "arctangent")
 #: Where ``ef`` is measured from: absolute eV, ``meta["e_edge"]`` (FDMNES's

@@ -29,7 +29,7 @@ import numpy as np
 
 from xanesnet.errors import XanesnetError
 from xanesnet.io.spectra import Spectrum, validated
-from xanesnet.spectra._settings import Settings, number, pair, set_fields
+from xanesnet.settings import Settings, number, pair, set_fields
 
 
 @dataclass(frozen=True)

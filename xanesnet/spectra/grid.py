@@ -24,7 +24,7 @@ import numpy as np
 
 from xanesnet.errors import XanesnetError
 from xanesnet.io.spectra import Spectrum, validated
-from xanesnet.spectra._settings import Settings, choice, number, set_fields
+from xanesnet.settings import Settings, choice, number, set_fields
 
 GRID_KINDS = ("absolute", "relative")
 RESAMPLE_METHODS = ("linear", "cubic")

@@ -24,7 +24,7 @@ import numpy as np
 
 from xanesnet.errors import XanesnetError
 from xanesnet.io.spectra import Spectrum, validated
-from xanesnet.spectra._settings import Settings, choice, number, set_fields
+from xanesnet.settings import Settings, choice, number, set_fields
 from xanesnet.spectra.broadening import BroadeningSettings, broaden, broadening_from_json
 from xanesnet.spectra.edge import EdgeSettings, NormalisationSettings, edge_energy, fit_edge_step
 from xanesnet.spectra.grid import RESAMPLE_METHODS, EnergyGrid, grid_from_json, interpolate, on_grid, target_energies

@@ -1,4 +1,10 @@
-"""A base for settings dataclasses: JSON dict in and out, unknown keys rejected with the valid ones."""
+"""The one base for settings dataclasses: JSON dict in and out, unknown keys rejected with the valid ones.
+
+Every settings class of the package (training, model kinds, spectra
+processing, uncertainty, provenance, FEFF, descriptors) reads its JSON form
+through :func:`check_keys`, so a misspelt key anywhere is the same one-line
+error naming the key and the valid ones.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +16,23 @@ from typing import Any, ClassVar, Mapping
 from xanesnet.errors import XanesnetError
 
 
-@dataclasses.dataclass(frozen=True)
+def check_keys(data: Any, valid: list[str], section: str, source: str | os.PathLike | None = None) -> None:
+    """Refuse a non-object or unknown keys with one line naming them and the valid ones."""
+    if not isinstance(data, Mapping):
+        raise XanesnetError(f"{section} settings must be a JSON object, not {type(data).__name__}", path=source)
+    unknown = sorted(set(data) - set(valid))
+    if unknown:
+        raise XanesnetError(f"unknown {section} setting(s) {', '.join(map(repr, unknown))}; valid: {', '.join(valid)}",
+                            path=source)
+
+
 class Settings:
-    """Frozen dataclass whose fields are its JSON form.
+    """Base of the settings dataclasses (frozen or not): their fields are their JSON form.
 
     Subclasses set ``section`` (the name used in error messages) and may
-    override :meth:`_from_json` to build nested settings from their JSON value.
+    override :meth:`_from_json` to build nested settings from their JSON value;
+    by default a field annotated with a :class:`Settings` subclass is built
+    from its JSON object with that class's :meth:`from_dict`.
     """
 
     section: ClassVar[str] = "settings"
@@ -25,7 +42,7 @@ class Settings:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, Settings):
+            if hasattr(value, "to_dict"):
                 value = value.to_dict()
             elif isinstance(value, tuple):
                 value = list(value)
@@ -37,14 +54,8 @@ class Settings:
         """Build from a JSON dict; unknown or missing keys fail naming the valid ones."""
         if isinstance(data, cls):
             return data
-        if not isinstance(data, Mapping):
-            raise XanesnetError(f"{cls.section} settings must be a JSON object, not {type(data).__name__}", path=source)
         fields = dataclasses.fields(cls)
-        valid = [f.name for f in fields]
-        unknown = sorted(set(data) - set(valid))
-        if unknown:
-            raise XanesnetError(f"unknown {cls.section} setting(s) {', '.join(map(repr, unknown))}; valid: {', '.join(valid)}",
-                                path=source)
+        check_keys(data, [f.name for f in fields], cls.section, source)
         required = [f.name for f in fields
                     if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
         missing = [k for k in required if k not in data]
@@ -54,7 +65,21 @@ class Settings:
 
     @classmethod
     def _from_json(cls, name: str, value: Any, source: str | os.PathLike | None) -> Any:
+        nested = _settings_type(cls, name)
+        if nested is not None and isinstance(value, Mapping):
+            return nested.from_dict(value, source=source)
         return tuple(value) if isinstance(value, list) else value
+
+
+def _settings_type(cls: type, name: str) -> type[Settings] | None:
+    """The :class:`Settings` subclass field ``name`` of ``cls`` is annotated with (``X`` or ``X | None``), if any."""
+    import typing
+
+    hint = typing.get_type_hints(cls).get(name)
+    for t in (hint, *typing.get_args(hint)):
+        if isinstance(t, type) and issubclass(t, Settings):
+            return t
+    return None
 
 
 def number(section: str, name: str, value: Any, *, positive: bool = False, nonnegative: bool = False,

@@ -1,0 +1,124 @@
+"""What the experiment scripts share: where the data and the cache are, the fixed splits, CV, stamped reports.
+
+- :func:`shared_data` finds the reference data (``$XANESNET_SHARED_DATA``, else
+  ``../shared/data`` beside the repository); :func:`cache_dir` the cache
+  (``$XANESNET_CACHE``, else ``~/.cache/xanesnet``); :func:`fe_data_dir`
+  extracts the Fe FDMNES archive there once.
+- :func:`fixed_splits` gives the held-out test 10% (by name hash, never tuned
+  on) and the fixed validation split of the rest used for model selection;
+  :func:`cv_folds` gives K folds by name hash.
+- :func:`write_report` writes a JSON report stamped with the git commit and
+  the package version, atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from xanesnet import __version__
+from xanesnet.errors import XanesnetError
+
+ROOT = Path(__file__).resolve().parents[1]
+FE_ARCHIVE = "fe_k_fdmnes_train.tar.gz"
+#: Seed of the fixed validation split of the Fe data (model selection); the held-out test split needs none.
+VALIDATION_SEED = 12345
+
+
+def shared_root() -> Path:
+    """Where the shared reference data should be (it may be absent): ``$XANESNET_SHARED_DATA`` or ``../shared/data``."""
+    return Path(os.environ.get("XANESNET_SHARED_DATA") or ROOT.parent / "shared" / "data")
+
+
+def shared_data(*parts: str) -> Path:
+    """A path under the shared reference data; :class:`XanesnetError` when it is not there."""
+    path = shared_root().joinpath(*parts)
+    if not path.exists():
+        raise XanesnetError("the reference data are not here (expected ../shared/data beside the repository, "
+                            "or set XANESNET_SHARED_DATA)", path=path)
+    return path
+
+
+def cache_dir() -> Path:
+    """``$XANESNET_CACHE`` or ``~/.cache/xanesnet`` (outside the repository)."""
+    return Path(os.environ.get("XANESNET_CACHE") or Path.home() / ".cache" / "xanesnet")
+
+
+def extract_once(archive: Path, name: str) -> Path:
+    """Unpack ``archive`` into ``cache_dir()/name`` once (a marker file records completion); the directory."""
+    out = cache_dir() / name
+    marker = out / ".complete"
+    if not marker.exists():
+        out.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(out, filter="data")
+        marker.touch()
+    return out
+
+
+def fe_data_dir(archive: str | os.PathLike | None = None) -> Path:
+    """The 4,079 Fe complexes (from ``archive``, default the shared one): a directory with ``xyz/``, ``xanes_conv/``
+    and ``xanes_raw/``."""
+    if archive is not None and not Path(archive).is_file():
+        raise XanesnetError("no such archive", path=archive)
+    out = extract_once(Path(archive) if archive is not None else shared_data(FE_ARCHIVE), "fe_k_fdmnes")
+    return next(p for p in [out, *out.iterdir()] if (p / "xyz").is_dir())
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Boolean masks over a list of names: held-out test, and the fit / validation parts of the rest."""
+
+    test: np.ndarray
+    fit: np.ndarray
+    validation: np.ndarray
+
+
+def fixed_splits(ids: Sequence[str], *, test_fraction: float = 0.1, val_fraction: float = 0.1,
+                 seed: int = VALIDATION_SEED) -> Splits:
+    """The held-out test split (by name hash) and a seeded validation split of the rest (as in model selection)."""
+    from xanesnet.data.dataset import heldout_mask
+
+    test = heldout_mask(ids, test_fraction)
+    rest = np.flatnonzero(~test)
+    perm = np.random.default_rng(seed).permutation(len(rest))
+    validation = np.zeros(len(ids), bool)
+    validation[rest[perm[: int(round(val_fraction * len(rest)))]]] = True
+    return Splits(test=test, fit=~test & ~validation, validation=validation)
+
+
+def cv_folds(ids: Sequence[str], k: int = 5) -> np.ndarray:
+    """Fold number (0..k-1) of each name, by SHA-256 of the name: the same folds on any machine and order."""
+    if k < 2:
+        raise XanesnetError(f"cross-validation needs at least 2 folds, got {k}")
+    return np.array([int(hashlib.sha256(f"cv:{i}".encode()).hexdigest(), 16) % k for i in ids], dtype=int)
+
+
+def git_commit(root: Path = ROOT) -> str | None:
+    """The repository's current commit (with ``+dirty`` when files differ from it), or ``None`` outside git."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit + ("+dirty" if dirty else "")
+
+
+def stamp() -> dict[str, Any]:
+    """Where a report came from: git commit and package version."""
+    return {"commit": git_commit(), "xanesnet": __version__}
+
+
+def write_report(path: str | os.PathLike, report: dict[str, Any]) -> Path:
+    """Write a JSON report with a ``provenance`` stamp (commit, version), atomically."""
+    from xanesnet.atomic import write_json
+
+    return write_json(path, {**report, "provenance": stamp()})
