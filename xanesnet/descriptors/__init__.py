@@ -6,15 +6,17 @@ from typing import Any
 
 from xanesnet.descriptors.base import Descriptor
 from xanesnet.descriptors.element import AbsorberElement
+from xanesnet.descriptors.environment import Environment
 from xanesnet.descriptors.wacsf import PRESETS, WACSF
 from xanesnet.errors import XanesnetError
 
 #: Descriptor kind -> class. Register a new descriptor here and nowhere else.
-DESCRIPTORS: dict[str, type[Descriptor]] = {WACSF.kind: WACSF, AbsorberElement.kind: AbsorberElement}
+DESCRIPTORS: dict[str, type[Descriptor]] = {WACSF.kind: WACSF, AbsorberElement.kind: AbsorberElement,
+                                            Environment.kind: Environment}
 
 
 #: Input kind -> the descriptor a model of that kind gets unless told otherwise.
-DEFAULT_DESCRIPTORS: dict[str, Any] = {"vector": lambda: PRESETS["default"]}
+DEFAULT_DESCRIPTORS: dict[str, Any] = {"vector": lambda: PRESETS["default"], "graph": Environment}
 
 
 def descriptor_from_dict(settings: dict[str, Any] | Descriptor, *, source: Any = None) -> Descriptor:
@@ -41,5 +43,5 @@ def preset(name: str) -> Descriptor:
     return PRESETS[name]
 
 
-__all__ = ["DESCRIPTORS", "AbsorberElement", "Descriptor", "WACSF", "PRESETS", "default_descriptor", "descriptor_from_dict",
-           "preset"]
+__all__ = ["DESCRIPTORS", "AbsorberElement", "Descriptor", "Environment", "WACSF", "PRESETS", "default_descriptor",
+           "descriptor_from_dict", "preset"]

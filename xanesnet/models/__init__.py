@@ -17,6 +17,7 @@ from xanesnet.errors import XanesnetError
 MODELS: dict[str, str] = {
     "mlp": "xanesnet.models.mlp:MLP",
     "gpr": "xanesnet.models.gpr:GPR",
+    "gnn": "xanesnet.models.gnn:GNN",
 }
 
 
