@@ -66,7 +66,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from xanesnet.experiments import shared_root
+from xanesnet.atomic import write_text
+from xanesnet.experiments import cache_dir as _cache_dir
+from xanesnet.experiments import git_commit, shared_root
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = shared_root()
@@ -225,18 +227,10 @@ class Context:
         results = self.load_results()
         results["machine"] = machine_info()
         results["versions"] = versions()
-        results["commit"] = git_commit()
+        results["commit"] = git_commit() or "unknown"
         results.setdefault("sections", {})[name] = result
-        self.out.mkdir(parents=True, exist_ok=True)
-        tmp = self.results_path.with_name(f".{self.results_path.name}.tmp")
-        tmp.write_text(json.dumps(results, indent=1, default=_json_default))
-        os.replace(tmp, self.results_path)
+        write_text(self.results_path, json.dumps(results, indent=1, default=_json_default))
         return results
-
-
-def _cache_dir() -> Path:
-    root = os.environ.get("XANESNET_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "xanesnet")
-    return Path(root)
 
 
 def _json_default(obj: Any) -> Any:
@@ -274,17 +268,6 @@ def machine_info() -> dict:
     except OSError:
         pass
     return {"nproc": os.cpu_count(), "cpu": cpu, "ram_gb": ram_gb, "platform": platform.platform()}
-
-
-def git_commit() -> str:
-    """The repository's commit (with ``-dirty`` when the tree has uncommitted changes), or ``unknown``."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
-                               text=True, check=True).stdout.strip()
-        return head + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def versions() -> dict:

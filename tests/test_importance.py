@@ -12,7 +12,6 @@ from xanesnet.analysis.importance import (
     RowPermutationModel,
     Window,
     default_windows,
-    feature_groups,
     parse_window,
     permutation_importance_by_window,
     write_importance,
@@ -113,15 +112,16 @@ def test_a_group_is_scrambled_with_one_permutation_and_nothing_else_moves():
 def test_feature_groups_of_the_default_preset():
     from xanesnet.descriptors import preset
 
-    names = WACSF(element_groups=("H", "C"), charge_spin=True).feature_names
-    groups = feature_groups(names)
+    descriptor = WACSF(element_groups=("H", "C"), charge_spin=True)
+    names = descriptor.feature_names
+    groups = descriptor.feature_groups()
     assert list(groups)[:2] == ["G1", "G2[mu=0.500]"]
     assert len(groups["G4[eta=0.5000]"]) == 8 and len(groups["G2_H"]) == 16 and len(groups["G2_other"]) == 16
     assert [names[i] for i in groups["charge+spin"]] == ["charge", "spin"]
     assert len(groups["all G2"]) == 32 and len(groups["all G4"]) == 64 and len(groups["all element G2"]) == 48
     assert sum(len(v) for k, v in groups.items() if not k.startswith("all ")) == len(names)
     default = preset("default").feature_names
-    groups = feature_groups(default)
+    groups = preset("default").feature_groups()
     # G1, 32 G2 centres, 8 G4 widths, 7 element channels, 15 angular pairs, 4 shell and 4 x 5 donor channels, 6 families
     assert len(groups) == 1 + 32 + 8 + 7 + 15 + 4 + 20 + 6
     assert len(groups["A_C-N"]) == 32 and len(groups["S_N"]) == 16 and len(groups["D_C:N"]) == 11
@@ -259,7 +259,7 @@ def test_a_model_without_distance_features_gets_the_group_chart_only(tmp_path):
     names = ["x0", "x1", "x2"]
     w = Window("all", 7100.0, 7160.0)
     rng = np.random.default_rng(0)
-    res = Importance(windows=[w], energy=ENERGY, feature_names=names, group_columns=feature_groups(names),
+    res = Importance(windows=[w], energy=ENERGY, feature_names=names, group_columns={n: [i] for i, n in enumerate(names)},
                      baseline_mse={"all": 0.1}, features={"all": rng.random((3, 2))}, groups={"all": rng.random((3, 2))},
                      ids=["a", "b"], n_repeats=2, seed=0, reference="spectra")
     assert list(res.group_columns) == names

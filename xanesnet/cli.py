@@ -479,7 +479,7 @@ def _write_predictions(args: argparse.Namespace, predictions: list, skipped: lis
     _report_skipped(skipped)
     records = [rec for _, pred in predictions for rec in prediction_records(pred, e0=args.e0)]
     if args.json:
-        from xanesnet.pipeline import write_json
+        from xanesnet.atomic import write_json
 
         write_json(args.json, {rec["name"]: {"model": str(model), **rec}
                                for model, pred in predictions for rec in records if rec["name"] in pred.ids})
@@ -592,7 +592,7 @@ def _files_by_model(files: list[Path], args: argparse.Namespace) -> dict[Path, l
 
 def cmd_select(args: argparse.Namespace) -> int:
     """Rank a pool of candidates by the model's uncertainty; write the top N as a table (via a temporary file)."""
-    from xanesnet.pipeline import write_text
+    from xanesnet.atomic import write_text
     from xanesnet.predict import Predictor
     from xanesnet.uncertainty import SELECTION_STRATEGIES
 
@@ -632,7 +632,7 @@ def cmd_match(args: argparse.Namespace) -> int:
     """Rank the candidates by how well their predicted spectra, shifted and scaled, explain the measured one."""
     from xanesnet.io.spectra import read_spectrum
     from xanesnet.match import rank_candidates
-    from xanesnet.pipeline import write_text
+    from xanesnet.atomic import write_text
     from xanesnet.predict import Predictor
     from xanesnet.spectra import edge_energy
 
@@ -660,7 +660,7 @@ def cmd_invert(args: argparse.Namespace) -> int:
     """First shell of each spectrum with the inverse model of the element."""
     from xanesnet.inverse import InversePredictor, format_shells
     from xanesnet.io.spectra import read_spectrum
-    from xanesnet.pipeline import write_text
+    from xanesnet.atomic import write_text
 
     if args.model:
         model = Path(args.model)
@@ -706,7 +706,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from xanesnet.pipeline import evaluate_model, write_json
+    from xanesnet.atomic import write_json
+    from xanesnet.pipeline import evaluate_model
 
     if not args.features and not (args.xyz and args.spectra):
         raise XanesnetError("give --xyz DIR and --spectra DIR, or --features X.npz")

@@ -48,7 +48,9 @@ def shared_data(*parts: str) -> Path:
 
 def cache_dir() -> Path:
     """``$XANESNET_CACHE`` or ``~/.cache/xanesnet`` (outside the repository)."""
-    return Path(os.environ.get("XANESNET_CACHE") or Path.home() / ".cache" / "xanesnet")
+    from xanesnet.data.dataset import cache_root
+
+    return cache_root()
 
 
 def extract_once(archive: Path, name: str) -> Path:

@@ -250,6 +250,7 @@ def calibrated_predictor(trained, x: np.ndarray, y: np.ndarray, config: dict[str
     """
     from xanesnet.bundle import Bundle
     from xanesnet.predict import Predictor
+    from xanesnet.uncertainty import calibrate
 
     predictor = Predictor(Bundle(path=None, config=config, members=trained.members))
     n_val = len(trained.val_index)
@@ -260,32 +261,6 @@ def calibrated_predictor(trained, x: np.ndarray, y: np.ndarray, config: dict[str
     config["uncertainty"] = calibrate(predictor, x[trained.val_index], y[trained.val_index], spread=y.std(0),
                                       kind=trained.config.training.calibration, settings=trained.config.uncertainty)
     return predictor
-
-
-def calibrate(predictor, x_val: np.ndarray, y_val: np.ndarray, *, spread: np.ndarray, kind: str = "scalar",
-              settings=None) -> dict[str, Any]:
-    """Calibration and trust threshold, per prediction mode the model supports, fitted on validation data.
-
-    ``settings`` is an :class:`~xanesnet.config.UncertaintySettings` (default: the defaults).
-    """
-    from xanesnet.config import UncertaintySettings
-    from xanesnet.uncertainty import fit_calibration, fit_trust, uncertainty_score
-
-    settings = settings or UncertaintySettings()
-    spread = np.where(spread > 0, spread, 1.0)
-    out: dict[str, Any] = {"spread": spread.tolist(), "calibration": {}, "trust": {}, "n_validation": int(len(x_val))}
-    out["mc_samples"] = settings.mc_samples
-    if predictor.has_variance:
-        modes = ["predictive"]
-    else:
-        modes = (["ensemble"] if len(predictor.bundle.members) > 1 else []) + (["mc"] if predictor.has_dropout else [])
-    for mode in modes:
-        pred = predictor.predict_features(x_val, mc_samples=settings.mc_samples if mode == "mc" else None, calibrate=False)
-        cal = fit_calibration(y_val, pred.mean, pred.std, kind=kind)
-        out["calibration"][mode] = cal
-        out["trust"][mode] = fit_trust(uncertainty_score(pred.std * np.asarray(cal["scale"]), spread),
-                                       quantile=settings.trust_quantile)
-    return out
 
 
 def score_predictions(pred, y_true: np.ndarray) -> dict[str, Any]:

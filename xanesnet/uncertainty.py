@@ -183,6 +183,34 @@ def select_random(score: np.ndarray, extrapolation: np.ndarray | None, x: np.nda
 SELECTION_STRATEGIES = {"diverse": select_diverse, "uncertainty": select_uncertain, "random": select_random}
 
 
+def calibrate(predictor, x_val: np.ndarray, y_val: np.ndarray, *, spread: np.ndarray, kind: str = "scalar",
+              settings=None) -> dict[str, Any]:
+    """Calibration and trust threshold, per prediction mode the model supports, fitted on validation data.
+
+    ``predictor`` is a :class:`~xanesnet.predict.Predictor` (of a model just
+    trained, uncalibrated); ``spread`` the training spectra's std per energy point.
+
+    ``settings`` is an :class:`~xanesnet.config.UncertaintySettings` (default: the defaults).
+    """
+    from xanesnet.config import UncertaintySettings
+
+    settings = settings or UncertaintySettings()
+    spread = np.where(spread > 0, spread, 1.0)
+    out: dict[str, Any] = {"spread": spread.tolist(), "calibration": {}, "trust": {}, "n_validation": int(len(x_val))}
+    out["mc_samples"] = settings.mc_samples
+    if predictor.has_variance:
+        modes = ["predictive"]
+    else:
+        modes = (["ensemble"] if len(predictor.bundle.members) > 1 else []) + (["mc"] if predictor.has_dropout else [])
+    for mode in modes:
+        pred = predictor.predict_features(x_val, mc_samples=settings.mc_samples if mode == "mc" else None, calibrate=False)
+        cal = fit_calibration(y_val, pred.mean, pred.std, kind=kind)
+        out["calibration"][mode] = cal
+        out["trust"][mode] = fit_trust(uncertainty_score(pred.std * np.asarray(cal["scale"]), spread),
+                                       quantile=settings.trust_quantile)
+    return out
+
+
 def uncertainty_score(std: np.ndarray, spread: np.ndarray) -> np.ndarray:
     """Per-spectrum score: calibrated sigma over the training spectra's std at each point, averaged over energy."""
     return np.mean(std / spread, axis=-1)

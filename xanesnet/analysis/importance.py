@@ -48,27 +48,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 logger = logging.getLogger(__name__)
 
-#: Group names of whole families of features (scrambled together).
-FAMILY_G2, FAMILY_G4, FAMILY_ELEMENT = "all G2", "all G4", "all element G2"
-FAMILY_ANGULAR, FAMILY_SHELL, FAMILY_DONOR = "all angular pairs", "all first shell", "all donor environments"
-
 _G2 = re.compile(r"^G2\[mu=([-+\d.eE]+)\]$")
-_G4 = re.compile(r"^G4\[eta=([^,\]]+),")
 _ELEMENT = re.compile(r"^G2_([^\[]+)\[mu=([-+\d.eE]+)\]$")
-_ANGULAR = re.compile(r"^(A_[^\[]+)\[")
-_SHELL = re.compile(r"^(S_[^\[]+)\[")
-_DONOR = re.compile(r"^(D_[^\[]+)\[")
-
-#: How feature names fall into groups: (pattern, group key from the match, family), first match wins.
-#: Single G2 centres stay groups of their own; every other family groups by channel.
-_GROUPING: tuple[tuple[re.Pattern, Callable[[re.Match], str], str], ...] = (
-    (_G2, lambda m: m.group(0), FAMILY_G2),
-    (_G4, lambda m: f"G4[eta={m.group(1)}]", FAMILY_G4),
-    (_ELEMENT, lambda m: f"G2_{m.group(1)}", FAMILY_ELEMENT),
-    (_ANGULAR, lambda m: m.group(1), FAMILY_ANGULAR),
-    (_SHELL, lambda m: m.group(1), FAMILY_SHELL),
-    (_DONOR, lambda m: m.group(1), FAMILY_DONOR),
-)
 
 
 # --- windows ---------------------------------------------------------------------------------------------------------
@@ -138,26 +119,13 @@ def default_windows(energy: np.ndarray, spectra: np.ndarray) -> list[Window]:
 
 
 # --- feature groups --------------------------------------------------------------------------------------------------
-def feature_groups(feature_names: Sequence[str], *, families: bool = True) -> dict[str, list[int]]:
-    """Group name -> feature columns: ``G1``, each G2 centre, each G4 width (all lambda, zeta), each element channel,
-    each angular pair (``A_C-N``), first-shell channel (``S_N``) and donor environment (``D_N:C``), ``charge+spin``;
-    any other feature is its own group. ``families`` adds one group per family (``all G2``, ``all G4``, ...).
-    """
-    groups: dict[str, list[int]] = {}
-    family: dict[str, list[int]] = {fam: [] for _, _, fam in _GROUPING}
-    for i, name in enumerate(feature_names):
-        key = "charge+spin" if name in ("charge", "spin") else name
-        for pattern, group_key, fam in _GROUPING:
-            if m := pattern.match(name):
-                key = group_key(m)
-                family[fam].append(i)
-                break
-        groups.setdefault(key, []).append(i)
-    if families:
-        for key, cols in family.items():
-            if cols and len(cols) < len(feature_names):
-                groups[key] = cols
-    return groups
+def feature_groups(predictor: "Predictor") -> dict[str, list[int]]:
+    """Group name -> feature columns of a model's inputs, as its descriptor defines them
+    (:meth:`~xanesnet.descriptors.base.Descriptor.feature_groups`); one group per feature for prebuilt features."""
+    cfg = predictor.bundle.config
+    if cfg.get("descriptor"):
+        return predictor.bundle.descriptor.feature_groups()
+    return {name: [i] for i, name in enumerate(cfg["feature_names"])}
 
 
 def select_groups(groups: dict[str, list[int]], names: Sequence[str] | None) -> dict[str, list[int]]:
@@ -361,7 +329,7 @@ def permutation_importance_by_window(predictor: "Predictor", x: np.ndarray, y: n
         raise XanesnetError(f"permutation importance needs at least 2 molecules, got {len(x)}")
     if n_repeats < 1:
         raise XanesnetError(f"n_repeats must be at least 1, got {n_repeats}")
-    chosen = select_groups(feature_groups(names), groups)
+    chosen = select_groups(feature_groups(predictor), groups)
 
     def predict(features: np.ndarray) -> np.ndarray:
         return predictor.predict_features(features).mean
@@ -455,7 +423,7 @@ def importance_from_files(model: str | os.PathLike, xyz: str | os.PathLike | Seq
     # check the cheap arguments before featurising anything
     if windows is not None:
         windows = check_windows(windows, predictor.energy)
-    select_groups(feature_groups(cfg["feature_names"]), groups)
+    select_groups(feature_groups(predictor), groups)
     if n_repeats < 1:
         raise XanesnetError(f"n_repeats must be at least 1, got {n_repeats}")
     if absorber is None:
@@ -532,7 +500,7 @@ def write_importance(result: Importance, out_dir: str | os.PathLike) -> list[Pat
     import io
     import json
 
-    from xanesnet.pipeline import write_text
+    from xanesnet.atomic import write_text
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -238,10 +238,14 @@ class FeatureCache:
                     group.create_dataset(digest, data=vec)
 
 
+def cache_root() -> Path:
+    """Where xanesnet keeps caches: ``$XANESNET_CACHE`` or ``~/.cache/xanesnet`` (never the repository)."""
+    return Path(os.environ.get("XANESNET_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "xanesnet"))
+
+
 def default_cache_path() -> Path:
-    """``$XANESNET_CACHE`` or ``~/.cache/xanesnet``, file ``features.h5``."""
-    root = os.environ.get("XANESNET_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "xanesnet")
-    return Path(root) / "features.h5"
+    """The feature cache: ``features.h5`` in :func:`cache_root`."""
+    return cache_root() / "features.h5"
 
 
 def load_spectra(paths: Sequence[str | os.PathLike], *, fmt: str | None = None,

@@ -239,26 +239,46 @@ class WACSF(Descriptor):
 
     @cached_property
     def _feature_names(self) -> list[str]:
-        names = ["G1"]
-        names += [f"G2[mu={m:.3f}]" for m in self._g2_grid[1]]
+        return [name for name, _, _ in self._features]
+
+    def feature_groups(self) -> dict[str, list[int]]:
+        """Group name -> columns: ``G1``, each G2 centre, each G4 width (all lambda, zeta), each element channel
+        (``G2_C``), angular pair (``A_C-N``), first-shell channel (``S_N``) and donor environment (``D_N:C``),
+        ``charge+spin``; then one group per family of more than one kind (``all G2``, ``all G4``, ...)."""
+        groups: dict[str, list[int]] = {}
+        families: dict[str, list[int]] = {}
+        for i, (_, group, family) in enumerate(self._features):
+            groups.setdefault(group, []).append(i)
+            if family:
+                families.setdefault(family, []).append(i)
+        groups.update({f: cols for f, cols in families.items() if len(cols) < len(self._features)})
+        return groups
+
+    @cached_property
+    def _features(self) -> list[tuple[str, str, str | None]]:
+        """(name, group, family) of every feature, in order."""
+        out = [("G1", "G1", None)]
+        out += [(n, n, "all G2") for n in (f"G2[mu={m:.3f}]" for m in self._g2_grid[1])]
         lam, zeta, _ = self._angular
         for eta in self._g4_widths:
-            names += [f"G4[eta={eta:.4f},lambda={lm:g},zeta={z:g}]" for lm, z in zip(lam, zeta)]
+            out += [(f"G4[eta={eta:.4f},lambda={lm:g},zeta={z:g}]", f"G4[eta={eta:.4f}]", "all G4") for lm, z in zip(lam, zeta)]
         for ch in self.channel_names:
-            names += [f"G2_{ch}[mu={m:.3f}]" for m in self._element_grid[1]]
+            out += [(f"G2_{ch}[mu={m:.3f}]", f"G2_{ch}", "all element G2") for m in self._element_grid[1]]
         groups = _group_names(self.angular_groups)
         for a, b in zip(*np.triu_indices(len(groups))):
-            names += [f"A_{groups[a]}-{groups[b]}[R={rs:g},theta={np.degrees(t):.1f}]"
-                      for rs in self.angular_shells for t in self._angle_centres]
+            pair = f"A_{groups[a]}-{groups[b]}"
+            out += [(f"{pair}[R={rs:g},theta={np.degrees(t):.1f}]", pair, "all angular pairs")
+                    for rs in self.angular_shells for t in self._angle_centres]
         for ch in _group_names(self.shell_groups):
-            names += [f"S_{ch}[mu={m:.3f}]" for m in self._shell_grid[1]]
+            out += [(f"S_{ch}[mu={m:.3f}]", f"S_{ch}", "all first shell") for m in self._shell_grid[1]]
         if self.donor_env_groups:
             for ch in _group_names(self.shell_groups):
                 for nb in _group_names(self.donor_env_groups):
-                    names += [f"D_{ch}:{nb}[mu={m:.3f}]" for m in self._donor_env_grid[1]]
+                    out += [(f"D_{ch}:{nb}[mu={m:.3f}]", f"D_{ch}:{nb}", "all donor environments")
+                            for m in self._donor_env_grid[1]]
         if self.charge_spin:
-            names += ["charge", "spin"]
-        return names
+            out += [("charge", "charge+spin", None), ("spin", "charge+spin", None)]
+        return out
 
     # --- the vectors -----------------------------------------------------------
     def _cutoff(self, r: np.ndarray) -> np.ndarray:

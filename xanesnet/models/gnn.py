@@ -20,6 +20,7 @@ from torch import nn
 from xanesnet.descriptors.environment import atoms_in_row, collate
 from xanesnet.errors import XanesnetError
 from xanesnet.models.base import Model, ModelSettings
+from xanesnet.models.mlp import feedforward
 
 
 @dataclass(frozen=True)
@@ -96,15 +97,7 @@ class GNN(Model):
         self.embed = nn.Embedding(119, s.width, padding_idx=0)
         self.interactions = nn.ModuleList(Interaction(s.width, s.n_rbf) for _ in range(s.layers))
         self.register_buffer("centres", torch.linspace(0.0, s.r_edge, s.n_rbf))
-        layers: list[nn.Module] = []
-        width = 2 * s.width
-        for h in s.head:
-            layers += [nn.Linear(width, h), nn.SiLU()]
-            if s.dropout > 0:
-                layers.append(nn.Dropout(s.dropout))
-            width = h
-        layers.append(nn.Linear(width, n_out))
-        self.readout = nn.Sequential(*layers)
+        self.readout = feedforward(2 * s.width, s.head, n_out, dropout=s.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         numbers, dist = collate(x)

@@ -45,6 +45,20 @@ class MLPSettings(ModelSettings):
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
 
 
+def feedforward(n_in: int, hidden: tuple[int, ...], n_out: int, *, activation: str = "silu",
+                dropout: float = 0.0) -> nn.Sequential:
+    """Linear layers of widths ``hidden``, each followed by the activation and (if ``dropout`` > 0) dropout."""
+    layers: list[nn.Module] = []
+    width = n_in
+    for h in hidden:
+        layers += [nn.Linear(width, h), ACTIVATIONS[activation]()]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        width = h
+    layers.append(nn.Linear(width, n_out))
+    return nn.Sequential(*layers)
+
+
 class MLP(Model):
     """Fully connected network with dropout after every hidden layer."""
 
@@ -52,15 +66,7 @@ class MLP(Model):
 
     def __init__(self, settings: MLPSettings, *, n_in: int, n_out: int):
         super().__init__(settings, n_in=n_in, n_out=n_out)
-        layers: list[nn.Module] = []
-        width = n_in
-        for h in settings.hidden:
-            layers += [nn.Linear(width, h), ACTIVATIONS[settings.activation]()]
-            if settings.dropout > 0:
-                layers.append(nn.Dropout(settings.dropout))
-            width = h
-        layers.append(nn.Linear(width, n_out))
-        self.net = nn.Sequential(*layers)
+        self.net = feedforward(n_in, settings.hidden, n_out, activation=settings.activation, dropout=settings.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

@@ -1,0 +1,92 @@
+"""Numbers quoted in README.md and docs/ are the ones in the JSON reports and model configs they came from.
+
+Each claim names the document, the JSON file and the value in it (a path of
+keys, or a function of the report), and how the text formats it; the test
+formats the current value and looks for it in the document, so a retrained
+model or a re-run script whose report changed fails until the text follows.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def key(*path: str | int) -> Callable[[Any], Any]:
+    def get(report: Any) -> Any:
+        for k in path:
+            report = report[k]
+        return report
+    return get
+
+
+def sci(v: float) -> str:
+    """``8.48e-4`` style (as the README writes MSEs)."""
+    mantissa, exponent = f"{v:.2e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def fixed(digits: int) -> Callable[[float], str]:
+    return lambda v: f"{v:.{digits}f}"
+
+
+FE = "docs/fe_model.json"
+FE_MODEL = "models/fe-k-xanes/config.json"
+GNN = "docs/gnn_model.json"
+
+#: (document, JSON file, value, format)
+CLAIMS: list[tuple[str, str, Callable[[Any], Any], Callable[[Any], str]]] = [
+    ("README.md", FE, key("shipped", "mse"), sci),
+    ("README.md", FE, key("shipped", "mean_spectrum_mse"), sci),
+    ("README.md", FE, lambda r: r["shipped"]["mean_spectrum_mse"] / r["shipped"]["mse"], lambda v: f"{v:.1f}x"),
+    ("README.md", FE, key("shipped", "rse"), fixed(4)),
+    ("README.md", FE, key("shipped", "peak_position_error_ev_mean"), fixed(2)),
+    ("README.md", FE, key("shipped", "peak_position_error_ev_median"), fixed(2)),
+    ("README.md", FE, lambda r: np.mean(r["shipped"]["member_mse"]), sci),
+    ("README.md", FE, key("ratio_to_plain"), lambda v: f"{v:.2f}x"),
+    ("README.md", FE, lambda r: np.mean([p["mse"] for p in r["plain_2021_single"]]), sci),
+    ("README.md", FE_MODEL, key("n_train"), lambda v: f"{v:,}"),
+    ("README.md", FE_MODEL, lambda c: len(c["holdout"]["ids"]), str),
+    ("docs/model_selection.md", GNN, key("gnn", "test", "mse"), sci),
+    ("docs/model_selection.md", GNN, key("mlp", "test", "mse"), sci),
+    ("docs/model_selection.md", GNN, key("gnn", "validation", "mse"), sci),
+    ("docs/model_selection.md", GNN, key("mlp", "validation", "mse"), sci),
+    ("docs/model_selection.md", GNN, key("gnn", "test", "peak_position_error_ev_median"), fixed(2)),
+    ("docs/model_selection.md", GNN, key("gnn", "test", "coverage_2sigma"), fixed(3)),
+    ("docs/model_selection.md", GNN, key("mlp", "test", "coverage_2sigma"), fixed(3)),
+    ("docs/model_selection.md", GNN, lambda r: r["gnn"]["train_seconds"] / 60, lambda v: f"{v:.0f} min"),
+]
+
+
+@pytest.mark.parametrize(("doc", "source", "value", "fmt"), CLAIMS,
+                         ids=[f"{d}:{s}:{k}" for k, (d, s, _, _) in enumerate(CLAIMS)])
+def test_document_quotes_its_report(doc, source, value, fmt):
+    if not (ROOT / source).is_file():
+        pytest.skip(f"{source} is not in this checkout")
+    text = (ROOT / doc).read_text()
+    quoted = fmt(value(json.loads((ROOT / source).read_text())))
+    assert quoted in text, f"{doc} does not quote {quoted} from {source}"
+
+
+def test_reports_are_stamped_with_the_commit_they_came_from(tmp_path):
+    """Reports written by xanesnet.experiments.write_report carry the package version and the git commit."""
+    import re
+
+    from xanesnet import __version__
+    from xanesnet.experiments import write_report
+
+    out = write_report(tmp_path / "r.json", {"mse": 1.0})
+    stamp = json.loads(out.read_text())["provenance"]
+    assert stamp["xanesnet"] == __version__
+    if (ROOT / ".git").exists():
+        assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", stamp["commit"])
+    for path in ROOT.glob("docs/*.json"):  # committed reports that are stamped name a commit
+        report = json.loads(path.read_text())
+        if isinstance(report, dict) and "provenance" in report:
+            assert report["provenance"]["commit"], path
