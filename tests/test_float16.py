@@ -85,9 +85,7 @@ def test_shipped_float16_model_is_insensitive_to_its_rounding(model):
             for k, v in net.state_dict().items():
                 step = torch.as_tensor(np.spacing(np.abs(v.numpy()).astype(np.float16)).astype(np.float32))
                 sd[k] = v + (torch.rand(v.shape, generator=gen) - 0.5) * step
-            nets.append(type(net)(n_in=net.n_in, n_out=net.n_out, **{k: v for k, v in net.get_params().items() if k != "kind"}))
-            nets[-1].load_state_dict(sd)
-            nets[-1].eval()
+            nets.append(type(net).from_state(net.settings, sd, n_in=net.n_in, n_out=net.n_out))
         from xanesnet.bundle import Bundle
 
         moved = Predictor(Bundle(path=None, config=bundle.config, members=nets)).predict_features(x, calibrate=False).samples
