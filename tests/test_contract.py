@@ -85,7 +85,7 @@ def test_every_model_kind_rebuilds_from_its_saved_settings_and_state():
         net = cls(cls.Settings(), n_in=x.shape[1], n_out=y.shape[1])
         settings = Config.from_dict({"model": net.get_params()}).model
         assert settings == net.settings
-        net.fit(x[:9], y[:9], x[9:], y[9:], TrainingSettings(epochs=2), seed=0)
+        net.fit(x[:9], y[:9], x[9:], y[9:], TrainingSettings(epochs=2).for_size(9), seed=0)
         copy = cls.from_state(settings, net.state(), n_in=x.shape[1], n_out=y.shape[1])
         torch.testing.assert_close(copy.predict(x), net.predict(x), rtol=0, atol=0)
 

@@ -308,7 +308,7 @@ def summary(energy: np.ndarray, intensity: np.ndarray, kind: str) -> dict:
     (:func:`xanesnet.spectra.preedge.pre_edge`) and the main peak (the global
     maximum). XES has no edge: the main line (the strongest emission) only.
     """
-    from xanesnet.analysis.metrics import main_peak
+    from xanesnet.spectra.edge import main_peak
 
     e_peak, i_peak = (float(v[0]) if np.isfinite(v[0]) else None for v in main_peak(energy, intensity))  # None: at an end
     if kind == "xes":
@@ -441,7 +441,7 @@ def write_spectra(prediction: Prediction, out_dir: str | os.PathLike, *, e0: flo
     ``fmt`` ``"xdi"`` writes XDI 1.0 (read by Larch and Athena). ``e0``: see
     :func:`energy_shifts`.
     """
-    from xanesnet.pipeline import write_text
+    from xanesnet.atomic import write_text
 
     if fmt not in OUTPUT_FORMATS:
         raise XanesnetError(f"unknown output format {fmt!r}; choose from {', '.join(OUTPUT_FORMATS)}")
