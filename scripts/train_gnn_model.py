@@ -71,7 +71,7 @@ def main() -> None:
     # the same validation molecules for both models: the fit part's split with the same seed
     test = np.isin(data.ids, saved["holdout"]["ids"])
     fit_ids = [i for i, t in zip(data.ids, test) if not t]
-    _, val = split_validation(len(fit_ids), config.training.val_fraction, saved["seed"])
+    _, val = split_validation(len(fit_ids), saved["training"]["val_fraction"], saved["seed"])
     val_ids = [fit_ids[k] for k in val]
     report = {"settings": {k: saved[k] for k in ("descriptor", "model", "training", "seed")}, "n_fit": len(fit_ids), "n_validation": len(val_ids), "n_test": int(test.sum()),
               "gnn": {"train_seconds": seconds, "ensemble": len(saved["history"]),
