@@ -130,7 +130,7 @@ BAD_STRUCTURES = {
     "noabs.xyz": ("2\nx\nC 0 0 0\nO 0 0 1.2\n", "no first-row transition metal (Ti-Zn) to use as absorber"),
     "twoabs.xyz": ("3\nx\nFe 0 0 0\nFe 0 0 2.5\nO 0 2 0\n", "ambiguous absorber: 2 first-row transition metals"),
     "far.xyz": ("2\nx\nFe 0 0 0\nO 0 0 9\n", "absorber (atom 0) has no neighbour within r_max = 5.0 A"),
-    "overlap.xyz": ("3\nx\nFe 0 0 0\nO 0 0 0.2\nO 0 0 2\n", "an atom lies 0.200 A from the absorber (closer than 0.5 A): overlapping atoms"),
+    "overlap.xyz": ("3\nx\nFe 0 0 0\nO 0 0 0.2\nO 0 0 2\n", "atoms 0 and 1 are 0.200 A apart (closer than 0.5 A): overlapping atoms"),
 }
 
 

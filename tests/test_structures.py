@@ -185,9 +185,11 @@ def test_repeated_element_symbol_is_ambiguous(tmp_path):
 
 
 def test_overlapping_atoms(tmp_path):
-    s = read_structure(write(tmp_path, "3\nx\nFe 0 0 0\nO 0 0 2\nO 0 0 2.3\n", "o.xyz"))
     with pytest.raises(XanesnetError, match=r"o\.xyz: atoms 1 and 2 are 0\.300 A apart \(closer than 0\.5 A\): overlapping atoms$"):
-        check_overlaps(s)
+        read_structure(write(tmp_path, "3\nx\nFe 0 0 0\nO 0 0 2\nO 0 0 2.3\n", "o.xyz"))
+    s = read_structure(write(tmp_path, "3\nx\nFe 0 0 0\nO 0 0 2\nO 0 0 2.6\n", "p.xyz"))
+    with pytest.raises(XanesnetError, match=r"p\.xyz: atoms 1 and 2 are 0\.600 A apart \(closer than 0\.7 A\): overlapping atoms$"):
+        check_overlaps(s, min_distance=0.7)
 
 
 def test_find_structure_files(tmp_path):

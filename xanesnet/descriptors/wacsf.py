@@ -321,7 +321,7 @@ class WACSF(Descriptor):
         centre = first + np.asarray(absorbers, dtype=np.int64)
         vec = positions - positions[centre][mol]
         r_all = np.sqrt(np.einsum("ij,ij->i", vec, vec))
-        near = (r_all > 0.0) & (r_all < self.r_max)
+        near = r_all < self.r_max  # an atom at distance 0 is an overlap, caught below
         near[centre] = False
         n_near = np.bincount(mol[near], minlength=n_mol)
         closest = np.full(n_mol, np.inf)

@@ -16,13 +16,22 @@ periodic structure (a CIF, or extended xyz with a cell) is read only when no
 atom has a periodic image within :data:`PERIODIC_REACH`: a molecule in a box
 with enough vacuum. A crystal or a molecule split across the cell boundary
 is refused with an error saying so, never silently cut at the cell edge.
+
+Every structure read passes :func:`validate_structure`, the one check of what
+a molecule may be (known elements, finite coordinates, no atoms closer than
+:data:`MIN_DISTANCE`, no impossible packing, a sane charge and spin), done in
+O(n log n) before anything builds pairwise arrays. A file holding several
+structures (frames, models, records) is refused, never read as one of them.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
+import stat
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +51,19 @@ _XYZ_SUFFIXES = (".xyz",)
 
 #: Angstrom; farther than any shipped descriptor looks from the absorber (r_max 6 A, donor environments 7 A).
 PERIODIC_REACH = 8.0
+#: The most atoms a structure may have; checked before any pairwise work.
+MAX_ATOMS = 100_000
+#: Angstrom: the largest coordinate magnitude (beyond it distances lose all precision).
+MAX_COORDINATE = 1e5
+#: Angstrom: atoms closer than this overlap (a broken geometry; the shortest bond, H2, is 0.74 A).
+MIN_DISTANCE = 0.5
+#: Atoms within DENSITY_RADIUS (Angstrom) of any atom, itself included, may be at most MAX_NEIGHBOURS:
+#: no molecule of the 29,296 in tmQM has more than 12.
+DENSITY_RADIUS, MAX_NEIGHBOURS = 2.0, 24
+#: Bytes: larger structure files are refused before they are read.
+MAX_FILE_BYTES = 256 * 2**20
+#: Formats whose files can hold several structures, by suffix: the separator line of their records.
+_RECORD_SEPARATORS = {".sdf": "$$$$", ".sd": "$$$$", ".mol": "$$$$"}
 _COMMENT_FIELD = re.compile(r"\b(q|S)\s*=\s*([-+]?\d+(?:\.\d*)?)")
 _NAME_CHARGE = re.compile(r"\((\d*)([+-])\)(?:_\w*)?\s*$")
 _SYMBOL_TO_Z = {**{s: z for z, s in enumerate(chemical_symbols) if z}, **{s.upper(): z for z, s in enumerate(chemical_symbols) if z}}
@@ -73,8 +95,8 @@ def read_structure(path: str | os.PathLike, raw: bytes | None = None) -> Structu
     ``raw`` are the file's bytes when the caller has already read them (e.g. to hash them).
     """
     path = Path(path)
-    if raw is None and not path.is_file():
-        raise XanesnetError("no such file" if not path.exists() else "not a file", path=path)
+    if raw is None:
+        check_input_file(path, MAX_FILE_BYTES)
     if path.suffix.lower() in _XYZ_SUFFIXES:
         try:
             text = (path.read_bytes() if raw is None else raw).decode()
@@ -83,6 +105,20 @@ def read_structure(path: str | os.PathLike, raw: bytes | None = None) -> Structu
         if "lattice=" not in _second_line(text).lower():  # extended xyz with a cell goes to ase
             return parse_xyz(text, name=path.stem, source=str(path))
     return _read_with_ase(path)
+
+
+def check_input_file(path: Path, max_bytes: int) -> None:
+    """Refuse a missing path, a directory, a device or pipe, and a file larger than ``max_bytes``."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise XanesnetError("no such file", path=path) from None
+    except OSError as exc:
+        raise XanesnetError(f"cannot read ({exc.strerror})", path=path) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise XanesnetError("not a file", path=path)
+    if info.st_size > max_bytes:
+        raise XanesnetError(f"file of {info.st_size / 2**20:.0f} MB is larger than the {max_bytes / 2**20:.0f} MB limit", path=path)
 
 
 def _second_line(text: str) -> str:
@@ -106,7 +142,14 @@ def parse_xyz(text: str, *, name: str, source: str | None = None) -> Structure:
         raise XanesnetError(f"line 1 should be the atom count, found {lines[0].strip()[:40]!r}", path=where) from None
     if n_atoms < 1:
         raise XanesnetError(f"atom count is {n_atoms}", path=where)
+    if n_atoms > MAX_ATOMS:
+        raise XanesnetError(f"atom count {n_atoms} is more than the {MAX_ATOMS:,} atoms xanesnet accepts", path=where)
     n_rows = sum(map(bool, map(str.strip, lines[2:])))  # non-blank rows, counted without a Python loop
+    if n_rows != n_atoms:
+        frame = _second_frame(lines, n_atoms)
+        if frame is not None:
+            raise XanesnetError(f"several structures in one file (a second frame starts at line {frame}); "
+                                "xanesnet reads one molecule per file: split it into one file per structure", path=where)
     if n_rows < n_atoms:
         raise XanesnetError(f"line 1 says {n_atoms} atoms but {n_rows} coordinate rows follow", path=where)
     body = lines[2:]
@@ -126,8 +169,25 @@ def parse_xyz(text: str, *, name: str, source: str | None = None) -> Structure:
     fields = dict(_COMMENT_FIELD.findall(comment))
     charge = float(fields["q"]) if "q" in fields else _charge_from_name(comment)
     spin = float(fields["S"]) if "S" in fields else None
-    return Structure(name=name, numbers=numbers, positions=positions, charge=charge, spin=spin,
-                     source=source, info={"comment": comment.strip()})
+    return validate_structure(Structure(name=name, numbers=numbers, positions=positions, charge=charge, spin=spin,
+                                        source=source, info={"comment": comment.strip()}))
+
+
+def _second_frame(lines: list[str], n_atoms: int) -> int | None:
+    """Line number (1-based) where a second xyz frame starts right after the first, or None."""
+    k = n_atoms + 2
+    while k < len(lines) and not lines[k].strip():
+        k += 1
+    if k + 1 < len(lines) and _is_count(lines[k]):
+        count = int(lines[k])  # a frame: a count, a comment line, then at least that many rows
+        if count >= 1 and sum(map(bool, map(str.strip, lines[k + 2:]))) >= count:
+            return k + 1
+    return None
+
+
+def _is_count(line: str) -> bool:
+    token = line.strip()
+    return token.isascii() and token.isdigit()
 
 
 def _parse_rows_fast(body: list[str], n_atoms: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -139,11 +199,11 @@ def _parse_rows_fast(body: list[str], n_atoms: int) -> tuple[np.ndarray, np.ndar
     del tokens[0::4]
     try:
         positions = np.array(list(map(float, tokens))).reshape(n_atoms, 3)
-        if first[0].isdigit():
+        if _is_count(first[0]):
             numbers = np.array(list(map(int, first)), dtype=np.int64)
         else:
             numbers = np.array(list(map(_SYMBOL_TO_Z.__getitem__, first)), dtype=np.int64)
-    except (ValueError, KeyError):
+    except (ValueError, KeyError, OverflowError):
         return None
     if numbers.min() < 1 or numbers.max() >= len(chemical_symbols):
         return None
@@ -176,7 +236,7 @@ def _charge_from_name(comment: str) -> float | None:
 
 
 def _element_number(token: str, where: str, index: int) -> int:
-    if token.lstrip("+-").isdigit():
+    if token.isascii() and token.lstrip("+").isdigit() and token.count("+") <= 1 and len(token) <= 4:
         z = int(token)
         if not 1 <= z < len(chemical_symbols):
             raise XanesnetError(f"atom {index + 1}: unknown atomic number {token}", path=where)
@@ -190,26 +250,134 @@ def _element_number(token: str, where: str, index: int) -> int:
 
 def _read_with_ase(path: Path) -> Structure:
     import ase.io  # slow to import; only for formats we do not parse ourselves
+    from ase.io.formats import filetype
 
+    _check_single_record(path)
     try:
-        atoms = ase.io.read(path)
+        with warnings.catch_warnings(), np.errstate(all="ignore"):  # an absurd cell must end in our error alone
+            warnings.simplefilter("ignore")
+            frames = ase.io.read(path, index=":")
+            fmt = filetype(str(path))
     except Exception as exc:  # ase raises many types for unreadable files
         raise XanesnetError(f"cannot read structure ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'unknown format'})", path=path) from None
-    if isinstance(atoms, list):
-        atoms = atoms[-1]
-    if len(atoms) == 0:
+    frames = frames if isinstance(frames, list) else [frames]
+    if len(frames) > 1:
+        raise XanesnetError(f"{len(frames)} structures (frames or models) in one file; xanesnet reads one molecule per file: "
+                            "split it into one file per structure", path=path)
+    if not frames or len(frames[0]) == 0:
         raise XanesnetError("no atoms in file", path=path)
-    positions = np.asarray(atoms.get_positions(), dtype=np.float64)
-    if not np.all(np.isfinite(positions)):
-        raise XanesnetError("coordinate is NaN or infinite", path=path)
-    if atoms.pbc.any() and not _pdb_placeholder_cell(atoms):
-        _check_no_periodic_neighbours(atoms, path)
+    atoms = frames[0]
     info = dict(atoms.info)
-    charge = info.get("charge", info.get("q"))
-    spin = info.get("spin", info.get("S"))
-    return Structure(name=path.stem, numbers=np.asarray(atoms.numbers, dtype=np.int64), positions=positions,
-                     charge=None if charge is None else float(charge), spin=None if spin is None else float(spin),
-                     source=str(path))
+    charge = _info_number(info, ("charge", "q"), path)
+    spin = _info_number(info, ("spin", "S"), path)
+    structure = validate_structure(Structure(name=path.stem, numbers=np.asarray(atoms.numbers, dtype=np.int64),
+                                             positions=np.asarray(atoms.get_positions(), dtype=np.float64),
+                                             charge=charge, spin=spin, source=str(path)))
+    if atoms.pbc.any() and not (fmt == "proteindatabank" and _pdb_placeholder_cell(atoms)):
+        _check_no_periodic_neighbours(atoms, path)
+    return structure
+
+
+def _check_single_record(path: Path) -> None:
+    """Refuse a multi-record file of a format ase reads only the first record of (SDF)."""
+    separator = _RECORD_SEPARATORS.get(path.suffix.lower())
+    if separator is None:
+        return
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        raise XanesnetError(f"cannot read ({exc.strerror})", path=path) from None
+    records = [r for r in text.split(separator) if r.strip()]
+    if len(records) > 1:
+        raise XanesnetError(f"{len(records)} structures (records ending in {separator}) in one file; xanesnet reads one "
+                            "molecule per file: split it into one file per structure", path=path)
+
+
+def _info_number(info: dict, keys: tuple[str, ...], path: Path) -> float | None:
+    """The first of ``keys`` in an extended-xyz comment as a number, or None; anything else is an error."""
+    for key in keys:
+        if key in info:
+            value = info[key]
+            if isinstance(value, np.ndarray) and value.size == 1:
+                value = value.item()
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise XanesnetError(f"{key}={str(value)[:40]!r} in the comment line is not a number", path=path)
+            return float(value)
+    return None
+
+
+def validate_structure(structure: Structure) -> Structure:
+    """Check that ``structure`` can be a molecule; return it, or raise :class:`XanesnetError` naming the file.
+
+    Known elements (Z 1-118), finite coordinates within :data:`MAX_COORDINATE`,
+    at most :data:`MAX_ATOMS` atoms, no two atoms closer than
+    :data:`MIN_DISTANCE` (duplicated rows, an atom on top of another), no atom
+    with more than :data:`MAX_NEIGHBOURS` atoms within :data:`DENSITY_RADIUS`
+    (a physically impossible packing that would blow up every descriptor), and a
+    finite charge and spin no larger in size than the electron count. Costs
+    O(n log n) time and O(n) memory.
+    """
+    where = structure.source or structure.name
+    numbers, pos = np.asarray(structure.numbers), np.asarray(structure.positions)
+    n = len(numbers)
+    if numbers.ndim != 1 or pos.shape != (n, 3):
+        raise XanesnetError(f"numbers and positions must be (n,) and (n, 3), got {numbers.shape} and {pos.shape}", path=where)
+    if n == 0:
+        raise XanesnetError("no atoms", path=where)
+    if n > MAX_ATOMS:
+        raise XanesnetError(f"{n:,} atoms is more than the {MAX_ATOMS:,} xanesnet accepts", path=where)
+    bad = np.flatnonzero((numbers < 1) | (numbers >= len(chemical_symbols)))
+    if len(bad):
+        raise XanesnetError(f"atom {bad[0] + 1}: atomic number {numbers[bad[0]]} is not an element", path=where)
+    if not np.all(np.isfinite(pos)):
+        raise XanesnetError(f"atom {int(np.argwhere(~np.isfinite(pos))[0, 0]) + 1}: coordinate is NaN or infinite", path=where)
+    if np.abs(pos).max() > MAX_COORDINATE:
+        k = int(np.argmax(np.abs(pos).max(axis=1)))
+        raise XanesnetError(f"atom {k + 1}: coordinate {np.abs(pos[k]).max():.3g} A is beyond {MAX_COORDINATE:g} A", path=where)
+    electrons = float(numbers.sum())
+    for label, value in (("charge", structure.charge), ("spin", structure.spin)):
+        if value is not None and not (math.isfinite(value) and abs(value) <= electrons + 1):
+            raise XanesnetError(f"{label} {value:g} is impossible for a molecule with {electrons:g} electrons", path=where)
+    if n > 1:
+        check_overlaps(structure)
+        _check_packing(structure)
+    return structure
+
+
+#: Up to this many atoms pairwise distances are computed as one dense array; beyond it, with a k-d tree.
+_DENSE_LIMIT = 1500
+
+
+def _nearest(pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distance (Angstrom) from each atom to its nearest other atom, and that atom's index."""
+    n = len(pos)
+    if n <= _DENSE_LIMIT:
+        d2 = ((pos[:, None, :] - pos[None, :, :]) ** 2).sum(-1)
+        np.fill_diagonal(d2, np.inf)
+        nearest = d2.argmin(1)
+        return np.sqrt(d2[np.arange(n), nearest]), nearest
+    from scipy.spatial import cKDTree
+
+    dist, idx = cKDTree(pos).query(pos, k=2)
+    return dist[:, 1], np.where(idx[:, 0] == np.arange(n), idx[:, 1], idx[:, 0])  # duplicates can come first
+
+
+def _neighbour_counts(pos: np.ndarray, radius: float) -> np.ndarray:
+    """Number of atoms within ``radius`` (Angstrom) of each atom, itself included."""
+    if len(pos) <= _DENSE_LIMIT:
+        return (((pos[:, None, :] - pos[None, :, :]) ** 2).sum(-1) < radius * radius).sum(1)
+    from scipy.spatial import cKDTree
+
+    return cKDTree(pos).query_ball_point(pos, radius, return_length=True)
+
+
+def _check_packing(structure: Structure) -> None:
+    within = _neighbour_counts(np.asarray(structure.positions, dtype=np.float64), DENSITY_RADIUS)
+    k = int(np.argmax(within))
+    if within[k] > MAX_NEIGHBOURS:
+        raise XanesnetError(f"atom {k + 1} ({chemical_symbols[structure.numbers[k]]}) has {within[k] - 1} other atoms within "
+                            f"{DENSITY_RADIUS:g} A (molecules have at most about {MAX_NEIGHBOURS // 2}): a physically "
+                            "impossible packing", path=structure.source or structure.name)
 
 
 def _pdb_placeholder_cell(atoms) -> bool:
@@ -218,21 +386,51 @@ def _pdb_placeholder_cell(atoms) -> bool:
 
 
 def _check_no_periodic_neighbours(atoms, path: Path) -> None:
-    """Refuse a periodic structure in which some atom has a periodic image within :data:`PERIODIC_REACH`."""
+    """Refuse a periodic structure in which some atom has a periodic image within :data:`PERIODIC_REACH`.
+
+    The cell is checked first, in constant time: it must be finite and non-degenerate in its periodic
+    directions, and its shortest lattice vector at least :data:`PERIODIC_REACH` (else every atom sees its
+    own image). A lattice whose shortest vector exceeds the molecule's size plus the reach cannot bring
+    any image that close, so the neighbour search runs only in between.
+    """
+    from ase.geometry import minkowski_reduce
     from ase.neighborlist import neighbor_list
 
+    pbc = np.asarray(atoms.pbc, bool)
+    flags = " ".join("T" if p else "F" for p in pbc)
+    cell = np.asarray(atoms.cell, dtype=np.float64)
+    if not np.all(np.isfinite(cell)) or np.abs(cell).max() > MAX_COORDINATE * 1e3:
+        raise XanesnetError(f"periodic structure (pbc = {flags}) with a NaN, infinite or absurdly large cell", path=path)
+    lattice = cell[pbc]
+    if np.linalg.matrix_rank(lattice, tol=1e-6) < len(lattice):
+        raise XanesnetError(f"periodic structure (pbc = {flags}) with a zero or flat cell (its periodic vectors span no "
+                            "volume)", path=path)
+    try:
+        with np.errstate(all="ignore"):
+            reduced, _ = minkowski_reduce(cell, pbc=pbc)
+    except Exception as exc:  # a numerically degenerate cell
+        raise XanesnetError(f"periodic structure (pbc = {flags}) with an unusable cell ({type(exc).__name__})", path=path) from None
+    shortest = float(np.linalg.norm(np.asarray(reduced)[pbc], axis=1).min())
+    if shortest < PERIODIC_REACH:
+        _refuse_images(atoms, path, 0, 0, f" (the cell repeats every {shortest:.3g} A)")
+    pos = atoms.get_positions()
+    size = float(np.linalg.norm(pos.max(0) - pos.min(0)))
+    if shortest >= size + PERIODIC_REACH:
+        return
     try:
         i, j, shift = neighbor_list("ijS", atoms, PERIODIC_REACH)
     except Exception as exc:  # e.g. a periodic direction with a zero cell vector
         raise XanesnetError(f"periodic structure with an unusable cell ({type(exc).__name__}: {exc})", path=path) from None
-    image = np.any(shift != 0, axis=1)
-    if image.any():
-        k = int(np.flatnonzero(image)[0])
-        raise XanesnetError(
-            f"periodic structure (pbc = {' '.join('T' if p else 'F' for p in atoms.pbc)}): atom {i[k]} "
-            f"({chemical_symbols[atoms.numbers[i[k]]]}) has a periodic image of atom {j[k]} within {PERIODIC_REACH:g} A; "
-            "xanesnet predicts isolated molecules: cut out one whole molecule and save it without a cell (.xyz)",
-            path=path)
+    image = np.flatnonzero(np.any(shift != 0, axis=1))
+    if len(image):
+        _refuse_images(atoms, path, int(i[image[0]]), int(j[image[0]]))
+
+
+def _refuse_images(atoms, path: Path, i: int, j: int, note: str = "") -> None:
+    flags = " ".join("T" if p else "F" for p in atoms.pbc)
+    raise XanesnetError(f"periodic structure (pbc = {flags}): atom {i} ({chemical_symbols[atoms.numbers[i]]}) has a periodic "
+                        f"image of atom {j} within {PERIODIC_REACH:g} A; xanesnet predicts isolated molecules{note}: cut out "
+                        "one whole molecule and save it without a cell (.xyz)", path=path)
 
 
 def resolve_absorber(structure: Structure, absorber: int | str | None = None) -> int:
@@ -296,14 +494,17 @@ def absorber_element(structure: Structure, absorber: int | str | None = None) ->
     return chemical_symbols[structure.numbers[absorber_sites(structure, absorber)[0]]]
 
 
-def check_overlaps(structure: Structure, *, min_distance: float = 0.5) -> None:
-    """Raise when two atoms are closer than ``min_distance`` (Angstrom): a broken geometry."""
-    pos = structure.positions
-    d = np.sqrt(((pos[:, None, :] - pos[None, :, :]) ** 2).sum(-1))
-    np.fill_diagonal(d, np.inf)
-    i, j = np.unravel_index(int(np.argmin(d)), d.shape)
-    if d[i, j] < min_distance:
-        raise XanesnetError(f"atoms {min(i, j)} and {max(i, j)} are {d[i, j]:.3f} A apart (closer than {min_distance} A): overlapping atoms",
+def check_overlaps(structure: Structure, *, min_distance: float = MIN_DISTANCE) -> None:
+    """Raise when two atoms are closer than ``min_distance`` (Angstrom), including at distance 0: a broken geometry."""
+    pos = np.asarray(structure.positions, dtype=np.float64)
+    if len(pos) < 2:
+        return
+    dist, nearest = _nearest(pos)
+    i = int(np.argmin(dist))
+    j = int(nearest[i])
+    if dist[i] < min_distance:
+        what = "at the same position" if dist[i] == 0 else f"{dist[i]:.3f} A apart"
+        raise XanesnetError(f"atoms {min(i, j)} and {max(i, j)} are {what} (closer than {min_distance} A): overlapping atoms",
                             path=structure.source or structure.name)
 
 
