@@ -147,3 +147,136 @@ def test_cli_bad_structure_one_line_exit_2_nothing_written(tmp_path, capsys, nam
     _, err = capsys.readouterr()
     assert code == 2 and err.count("\n") == 1 and err.startswith(f"xanesnet predict: error: {path}: ")
     assert not out.exists()
+
+
+# --------------------------------------------------------------------------- spectra (P1-P6)
+
+FEFF_HEADER = "# FEFF10 (feff10-rs 0.2.4) K-edge XANES of Fe in X\n# cards: XANES 4.0 | SCF 2.5 0 6 | FMS 4.0\n"
+FEFF_COLUMNS_LINE = "# omega  e  k  mu  mu0  chi\n"
+
+
+def _feff_table(n: int = 60) -> np.ndarray:
+    omega = np.linspace(7100.0, 7180.0, n)
+    e = omega - 7112.5
+    mu = 1.0 / (1.0 + np.exp(-(omega - 7120.0) / 2.0)) + 0.05 * np.sin(omega / 3.0)
+    return np.column_stack([omega, e, np.sign(e) * np.sqrt(np.abs(e) / 3.81), mu, mu * 0.9, mu * 0.1])
+
+
+def _table_text(table: np.ndarray, header: str = "") -> str:
+    return header + "".join(" ".join(f"{v:.6e}" for v in row) + "\n" for row in table)
+
+
+def _two_column(**points) -> str:
+    t = _feff_table()[:, [0, 3]]
+    for k, (col, v) in points.items():
+        t[int(k[1:]), col] = v
+    return _table_text(t)
+
+
+BAD_SPECTRA = {
+    # P1/P2: absurd intensities are refused at reading, naming the file (not as a calibration error later)
+    "p1_huge.txt": (_two_column(i20=(1, 1e200)), r"intensity 1e\+200 at point 21 is absurd \(beyond 1e\+09 in size\)$"),
+    "p2_big.txt": (_two_column(i20=(1, 1e20)), r"intensity 1e\+20 at point 21 is absurd"),
+    "p2_negative.txt": (_two_column(i20=(1, -1e12)), r"intensity -1e\+12 at point 21 is absurd"),
+    # P3: absurd energies
+    "p3_energy.txt": (_two_column(i59=(0, 1e9)), r"energy 1e\+09 eV at point 60 is absurd \(beyond 1e\+06 eV in size\)$"),
+    "p3_overflow.txt": (_two_column(i59=(0, 1e400)), r", line 60: column 1 is inf \(NaN or infinite\)$"),
+    # P5: NaN anywhere in a table (FEFF's e column sets the Fermi level)
+    "p5_e.dat": (None, r", line 9: column 2 is nan \(NaN or infinite\)$"),
+    "p5_k.dat": (None, r", line 9: column 3 is nan \(NaN or infinite\)$"),
+    "p5_fermi.dat": (None, r"column e is not omega minus one Fermi level \(point 6: omega - e = -1e\+200 eV"),
+    "p6_few.dat": (_table_text(_feff_table()[:, :4], FEFF_HEADER),
+                   r"FEFF xmu.dat needs columns omega e k mu mu0 chi; found 4 unnamed columns"),
+    "fdmnes_header.txt": ("  nan 26 1 = E_edge, Z, n_edge\n  Energy <xanes>\n 0 1\n 1 2\n",
+                          r", line 1: FDMNES header value e_edge = nan is not a sane finite number$"),
+}
+
+
+def _bad_spectrum(tmp_path: Path, name: str) -> Path:
+    text = BAD_SPECTRA[name][0]
+    if text is None:
+        t = _feff_table()
+        if name == "p5_e.dat":
+            t[5, 1] = np.nan
+        elif name == "p5_k.dat":
+            t[5, 2] = np.nan
+        else:
+            t[5, 1] = 1e200
+        text = _table_text(t, FEFF_HEADER + FEFF_COLUMNS_LINE)
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("name", sorted(BAD_SPECTRA))
+def test_bad_spectrum_is_refused_naming_file_and_problem(tmp_path, name):
+    from xanesnet.io.spectra import read_spectrum
+
+    path = _bad_spectrum(tmp_path, name)
+    with pytest.raises(XanesnetError) as info:
+        read_spectrum(path)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(str(path))
+    assert re.search(BAD_SPECTRA[name][1], message), message
+
+
+def test_feff_file_without_its_column_line_is_read_as_feff(tmp_path):
+    """P6: the header line naming the columns is lost; the FEFF banner and six columns still make it FEFF."""
+    from xanesnet.io.spectra import read_spectrum
+
+    t = _feff_table()
+    (tmp_path / "named.dat").write_text(_table_text(t, FEFF_HEADER + FEFF_COLUMNS_LINE))
+    (tmp_path / "unnamed.dat").write_text(_table_text(t, FEFF_HEADER))
+    named, unnamed = read_spectrum(tmp_path / "named.dat"), read_spectrum(tmp_path / "unnamed.dat")
+    assert unnamed.meta["code"] == "feff" and unnamed.meta["e_fermi"] == pytest.approx(7112.5, abs=1e-3)
+    np.testing.assert_array_equal(unnamed.intensity, named.intensity)
+    np.testing.assert_allclose(unnamed.intensity, t[:, 3], rtol=1e-6)
+
+
+def test_outlier_spectrum_in_a_training_set_is_refused(tmp_path):
+    """P2's sibling below the absolute limit: one spectrum 10^5 times the others' scale is named, not trained on."""
+    from xanesnet.data.dataset import load_spectra
+
+    paths = []
+    for k in range(4):
+        t = _feff_table()[:, [0, 3]]
+        if k == 2:
+            t[10, 1] = 1e5
+        paths.append(tmp_path / f"s{k}.txt")
+        paths[-1].write_text(_table_text(t))
+    with pytest.raises(XanesnetError, match=rf"^{re.escape(str(paths[2]))}: intensity reaches 1e\+05, .* times the typical"):
+        load_spectra(paths)
+    energy, y = load_spectra([p for k, p in enumerate(paths) if k != 2])
+    assert y.shape == (3, 60)
+
+
+def test_working_grid_is_sized_from_the_target_grid(tmp_path):
+    """P3: a last energy of 5 10^5 eV no longer sizes the broadening grid; the target grid's values are unchanged."""
+    from xanesnet.io.spectra import read_spectrum
+    from xanesnet.spectra import process
+
+    t = _feff_table()[:, [0, 3]]
+    far = np.vstack([t, [5e5, t[-1, 1]]])
+    (tmp_path / "ok.txt").write_text(_table_text(t))
+    (tmp_path / "far.txt").write_text(_table_text(far))
+    settings = {"broadening": {"kind": "lorentzian", "width": 1.0, "extend": 0.0}, "grid": "absolute:7110:7170:61"}
+    near, wide = process(read_spectrum(tmp_path / "ok.txt"), settings), process(read_spectrum(tmp_path / "far.txt"), settings)
+    assert wide.e0 == pytest.approx(near.e0, abs=0.2)
+    np.testing.assert_allclose(wide.intensity, near.intensity, atol=0.02 * np.ptp(near.intensity))
+    with pytest.raises(XanesnetError, match=r"far.txt: spans 7100-500000 eV: broadening it on a 0.2 eV working grid needs "
+                                            r"2,464,501 points \(limit 200,000\)"):
+        process(read_spectrum(tmp_path / "far.txt"), {**settings, "grid": "relative:-10:50:61"})
+    with pytest.raises(XanesnetError, match=r"far.txt: spans 7100-500000 eV: finding its edge on a 0.05 eV grid needs"):
+        process(read_spectrum(tmp_path / "far.txt"), {"grid": "relative:-10:50:61"})
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"grid": "absolute:0:1:1000000000"}, r"grid: n must be an integer from 2 to 100,000"),
+    ({"broadening": {"kind": "lorentzian", "extend": 1e12}}, r"broadening: extend must be at most 10000 in size"),
+    ({"edge": {"smooth": 1e9}}, r"edge: smooth must be at most 100 in size"),
+])
+def test_processing_settings_that_would_allocate_absurdly_are_refused(settings, message):
+    from xanesnet.spectra import ProcessSettings
+
+    with pytest.raises(XanesnetError, match=message):
+        ProcessSettings.from_dict(settings)

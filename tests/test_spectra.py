@@ -390,8 +390,8 @@ def _write(tmp_path: Path, name: str, text: str) -> Path:
 
 def test_bad_files_fail_with_one_line_naming_the_file(tmp_path):
     cases = {
-        "nan.txt": ("energy intensity\n7097 0.1\n7098 0.2\n7099 nan\n", r"nan.txt: intensity is NaN or infinite at point 3$"),
-        "inf.txt": ("7097 0.1\n7098 inf\n7099 0.3\n", r"inf.txt: intensity is NaN or infinite at point 2$"),
+        "nan.txt": ("energy intensity\n7097 0.1\n7098 0.2\n7099 nan\n", r"nan.txt, line 4: column 2 is nan \(NaN or infinite\)$"),
+        "inf.txt": ("7097 0.1\n7098 inf\n7099 0.3\n", r"inf.txt, line 2: column 2 is inf \(NaN or infinite\)$"),
         "dup.txt": ("7097 0.1\n7098 0.2\n7098 0.3\n",
                     r"dup.txt: energies are not strictly increasing \(duplicate at point 3: 7098 -> 7098 eV\)$"),
         "down.txt": ("7097 0.1\n7099 0.2\n7098 0.3\n",

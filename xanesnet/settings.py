@@ -83,8 +83,8 @@ def _settings_type(cls: type, name: str) -> type[Settings] | None:
 
 
 def number(section: str, name: str, value: Any, *, positive: bool = False, nonnegative: bool = False,
-           optional: bool = False) -> float | None:
-    """``value`` as a finite float, or a one-line error naming the setting."""
+           optional: bool = False, maximum: float | None = None) -> float | None:
+    """``value`` as a finite float (at most ``maximum`` in size), or a one-line error naming the setting."""
     if value is None and optional:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -93,6 +93,8 @@ def number(section: str, name: str, value: Any, *, positive: bool = False, nonne
         raise XanesnetError(f"{section}: {name} must be positive, not {value!r}")
     if nonnegative and value < 0:
         raise XanesnetError(f"{section}: {name} must not be negative, not {value!r}")
+    if maximum is not None and abs(value) > maximum:
+        raise XanesnetError(f"{section}: {name} must be at most {maximum:g} in size, not {value!r}")
     return float(value)
 
 

@@ -266,7 +266,7 @@ def stack_spectra(spectra: Iterable[Spectrum], *, process: Callable[[Spectrum], 
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Energy grid and stacked intensities of spectra that share one grid (after ``process``)."""
     energy = None
-    rows = []
+    rows, sources = [], []
     for spec in spectra:
         if process is not None:
             spec = process(spec)
@@ -278,9 +278,26 @@ def stack_spectra(spectra: Iterable[Spectrum], *, process: Callable[[Spectrum], 
                 f"vs {len(energy)} points {energy[0]:g}-{energy[-1]:g} eV); resample onto a common grid (--grid)",
                 path=spec.source or spec.name)
         rows.append(spec.intensity)
+        sources.append(spec.source or spec.name)
     if energy is None:
         raise XanesnetError("no spectra to read")
-    return np.asarray(energy, float), np.vstack(rows)
+    y = np.vstack(rows)
+    _check_outliers(y, sources)
+    return np.asarray(energy, float), y
+
+
+#: A spectrum whose largest intensity is this many times the set's median largest intensity is refused.
+OUTLIER_FACTOR = 1000.0
+
+
+def _check_outliers(y: np.ndarray, sources: Sequence[str]) -> None:
+    """Refuse a spectrum of a set whose scale is absurd next to the others' (a corrupted point, a unit mix-up)."""
+    peak = np.abs(y).max(axis=1)
+    typical = float(np.median(peak))
+    k = int(np.argmax(peak))
+    if len(peak) >= 3 and typical > 0 and peak[k] > OUTLIER_FACTOR * typical:
+        raise XanesnetError(f"intensity reaches {peak[k]:.4g}, {peak[k] / typical:.3g} times the typical spectrum's largest "
+                            f"({typical:.4g}) in this set: a corrupted point or another unit?", path=sources[k])
 
 
 def heldout_mask(ids: Sequence[str], fraction: float = 0.1) -> np.ndarray:

@@ -54,6 +54,17 @@ import numpy as np
 
 from xanesnet.errors import XanesnetError
 
+#: eV: no energy may be larger in size (X-ray edges lie below 0.2 MeV; relative energies are far smaller).
+MAX_ABS_ENERGY = 1e6
+#: No intensity may be larger in size: spectra of every code and unit used lie many orders of magnitude below.
+MAX_ABS_INTENSITY = 1e9
+#: The most points a spectrum may have (a fine 0.01 eV grid over 1 keV has 100,000).
+MAX_POINTS = 200_000
+#: Bytes: larger spectrum files are refused before they are read.
+MAX_FILE_BYTES = 64 * 2**20
+#: eV: FEFF's ``e`` column is ``omega`` minus one Fermi level; this much disagreement is rounding.
+_FERMI_TOLERANCE = 0.05
+
 
 @dataclass(frozen=True)
 class Spectrum:
@@ -131,8 +142,9 @@ def _numeric_rows(lines: list[str], *, min_cols: int, start: int = 0) -> tuple[i
 
 
 def _read_lines(path: Path) -> list[str]:
-    if not path.is_file():
-        raise XanesnetError("no such file" if not path.exists() else "not a file", path=path)
+    from xanesnet.io.structures import check_input_file
+
+    check_input_file(path, MAX_FILE_BYTES)
     try:
         return path.read_text().splitlines()
     except UnicodeDecodeError:
@@ -147,7 +159,24 @@ def _table(path: Path, lines: list[str], *, start: int = 0) -> tuple[int, np.nda
         raise XanesnetError(exc.message, path=path, line=exc.line) from None
     if len(table) == 0:
         raise XanesnetError("empty spectrum: no numeric energy/intensity rows", path=path)
+    finite = np.isfinite(table)
+    if not finite.all():
+        row, col = (int(k) for k in np.argwhere(~finite)[0])
+        line = first + 1 + _data_row_offset(lines, first, row)
+        raise XanesnetError(f"column {col + 1} is {table[row, col]} (NaN or infinite)", path=path, line=line)
     return first, table
+
+
+def _data_row_offset(lines: list[str], first: int, row: int) -> int:
+    """Offset from the table's first line to its ``row``-th data row (blank and ``#`` lines skipped)."""
+    seen = -1
+    for k in range(first, len(lines)):
+        parts = lines[k].split()
+        if parts and not parts[0].startswith("#"):
+            seen += 1
+            if seen == row:
+                return k - first
+    return 0
 
 
 def _column_names(line: str) -> list[str]:
@@ -217,6 +246,9 @@ def read_fdmnes_raw(path: Path) -> Spectrum:
     if header is None:
         raise XanesnetError("not FDMNES raw output: the first line does not end in '= E_edge, Z, ...' "
                             "with one number per name", path=path, line=head + 1)
+    bad = next((k for k, v in header.items() if not abs(v) <= MAX_ABS_ENERGY), None)
+    if bad is not None:
+        raise XanesnetError(f"FDMNES header value {bad} = {header[bad]:g} is not a sane finite number", path=path, line=head + 1)
     first, table = _table(path, lines, start=head + 1)
     names = next((_column_names(ln) for ln in reversed(lines[head + 1:first]) if ln.strip()), [])
     col = _pick_column(names, ["<xanes>"], table.shape[1])
@@ -266,8 +298,8 @@ def read_feff(path: Path) -> Spectrum:
     names = next((n for n in reversed(named) if "omega" in [t.lower() for t in n]), None)
     if names is None or len(names) != table.shape[1]:
         if table.shape[1] != len(FEFF_COLUMNS):
-            raise XanesnetError(f"FEFF xmu.dat needs columns {' '.join(FEFF_COLUMNS)}; found {table.shape[1]} unnamed columns",
-                                path=path)
+            raise XanesnetError(f"FEFF xmu.dat needs columns {' '.join(FEFF_COLUMNS)}; found {table.shape[1]} unnamed columns "
+                                "(pass --format for another format)", path=path)
         names = list(FEFF_COLUMNS)
     lowered = [n.lower() for n in names]
     if "mu" not in lowered:
@@ -277,17 +309,28 @@ def read_feff(path: Path) -> Spectrum:
     if "e" in lowered:
         fermi = energy - table[:, lowered.index("e")]
         meta["e_fermi"] = float(np.median(fermi))
+        off = np.abs(fermi - meta["e_fermi"])
+        if off.max() > _FERMI_TOLERANCE + 1e-6 * np.abs(energy).max():
+            k = int(np.argmax(off))
+            raise XanesnetError(f"column e is not omega minus one Fermi level (point {k + 1}: omega - e = {fermi[k]:g} eV, "
+                                f"elsewhere {meta['e_fermi']:g} eV)", path=path)
     return _spectrum(path, energy, table[:, lowered.index("mu")], meta)
 
 
 def _sniff_feff(lines: list[str]) -> bool:
+    """A ``#`` line naming ``omega`` and ``mu``, or (that line lost) ``#`` lines naming FEFF over three or more columns.
+
+    Such a table is never read as two-column data (its second column would be FEFF's ``e``, not ``mu``).
+    """
+    says_feff = False
     for ln in lines:
         s = ln.strip()
         if s.startswith("#"):
             tokens = [t.lower() for t in _column_names(s)]
             if "omega" in tokens and "mu" in tokens:
                 return True
-    return False
+            says_feff = says_feff or "feff" in s.lower()
+    return says_feff and any(_is_numeric_row(ln, 3) for ln in lines)
 
 
 # --------------------------------------------------------------------------- ORCA
@@ -437,17 +480,26 @@ def read_spectrum(path: str | os.PathLike, *, fmt: str | None = None) -> Spectru
 
 
 def validated(spectrum: Spectrum) -> Spectrum:
-    """Check the arrays match, energies are finite and strictly increasing and intensities finite."""
+    """The one check of what a spectrum may be; returns it or raises :class:`XanesnetError` naming the file.
+
+    Energy and intensity 1-D of equal length (2 to :data:`MAX_POINTS` points),
+    finite, within :data:`MAX_ABS_ENERGY` and :data:`MAX_ABS_INTENSITY` in
+    size, and energies strictly increasing.
+    """
     where = spectrum.source or spectrum.name
     e, y = np.asarray(spectrum.energy), np.asarray(spectrum.intensity)
     if e.ndim != 1 or y.shape != e.shape:
         raise XanesnetError(f"energy and intensity must be 1-D of equal length, got shapes {e.shape} and {y.shape}", path=where)
     if len(e) < 2:
         raise XanesnetError(f"empty spectrum: {len(e)} point(s)", path=where)
-    if not np.all(np.isfinite(e)):
-        raise XanesnetError(f"energy is NaN or infinite at point {int(np.argmax(~np.isfinite(e))) + 1}", path=where)
-    if not np.all(np.isfinite(y)):
-        raise XanesnetError(f"intensity is NaN or infinite at point {int(np.argmax(~np.isfinite(y))) + 1}", path=where)
+    if len(e) > MAX_POINTS:
+        raise XanesnetError(f"{len(e):,} points is more than the {MAX_POINTS:,} a spectrum may have", path=where)
+    for label, v, limit, unit in (("energy", e, MAX_ABS_ENERGY, " eV"), ("intensity", y, MAX_ABS_INTENSITY, "")):
+        if not np.all(np.isfinite(v)):
+            raise XanesnetError(f"{label} is NaN or infinite at point {int(np.argmax(~np.isfinite(v))) + 1}", path=where)
+        if np.abs(v).max() > limit:
+            k = int(np.argmax(np.abs(v)))
+            raise XanesnetError(f"{label} {v[k]:.4g}{unit} at point {k + 1} is absurd (beyond {limit:g}{unit} in size)", path=where)
     steps = np.diff(e)
     if np.any(steps <= 0):
         k = int(np.argmax(steps <= 0))

@@ -48,6 +48,8 @@ BROADENING_KINDS = ("lorentzian", "arctangent")
 EF_REFERENCES = ("absolute", "edge", "fermi")
 #: Kernel elements (output energies x input intervals) built at a time; bounds memory for long spectra.
 _BLOCK_ELEMENTS = 2_000_000
+#: eV: the largest width, rise or extension a broadening may have.
+MAX_WIDTH = 1e4
 
 
 @dataclass(frozen=True)
@@ -97,11 +99,13 @@ class BroadeningSettings(Settings):
         s = self.section
         choice(s, "kind", self.kind, BROADENING_KINDS)
         choice(s, "ef_reference", self.ef_reference, EF_REFERENCES)
-        set_fields(self, width=number(s, "width", self.width, positive=True),
-                   width_max=number(s, "width_max", self.width_max, nonnegative=True),
-                   ec=number(s, "ec", self.ec, positive=True), el=number(s, "el", self.el, positive=True),
-                   ef=number(s, "ef", self.ef, optional=True), extend=number(s, "extend", self.extend, nonnegative=True),
-                   scale=number(s, "scale", self.scale))
+        big = MAX_WIDTH
+        set_fields(self, width=number(s, "width", self.width, positive=True, maximum=big),
+                   width_max=number(s, "width_max", self.width_max, nonnegative=True, maximum=big),
+                   ec=number(s, "ec", self.ec, positive=True, maximum=big), el=number(s, "el", self.el, positive=True, maximum=big),
+                   ef=number(s, "ef", self.ef, optional=True, maximum=1e6),
+                   extend=number(s, "extend", self.extend, nonnegative=True, maximum=big),
+                   scale=number(s, "scale", self.scale, maximum=1e9))
         if self.kind == "arctangent" and self.ef is None:
             raise XanesnetError("broadening: arctangent broadening needs ef (the Fermi level its width starts from)")
 

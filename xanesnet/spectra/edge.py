@@ -31,6 +31,9 @@ from xanesnet.errors import XanesnetError
 from xanesnet.io.spectra import Spectrum, validated
 from xanesnet.settings import Settings, number, pair, set_fields
 
+#: The most points of the uniform grid E0 is searched on (100 keV at the default 0.05 eV step).
+MAX_EDGE_POINTS = 2_000_000
+
 
 @dataclass(frozen=True)
 class EdgeSettings(Settings):
@@ -59,7 +62,7 @@ class EdgeSettings(Settings):
     window: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
-        set_fields(self, smooth=number("edge", "smooth", self.smooth, nonnegative=True),
+        set_fields(self, smooth=number("edge", "smooth", self.smooth, nonnegative=True, maximum=100.0),
                    step=number("edge", "step", self.step, positive=True),
                    window=pair("edge", "window", self.window, optional=True))
 
@@ -121,6 +124,10 @@ def edge_energy(spectrum: Spectrum, settings: EdgeSettings | None = None) -> flo
     n = int(np.floor((e[-1] - e[0]) / settings.step)) + 1
     if n < 3:
         raise XanesnetError(f"too short to find an edge: {e[0]:g}-{e[-1]:g} eV", path=_where(spectrum))
+    if n > MAX_EDGE_POINTS:
+        raise XanesnetError(f"spans {e[0]:g}-{e[-1]:g} eV: finding its edge on a {settings.step:g} eV grid needs {n:,} points "
+                            f"(limit {MAX_EDGE_POINTS:,}); cut the file to the edge region or give an absolute --grid",
+                            path=_where(spectrum))
     grid = e[0] + settings.step * np.arange(n)
     smooth = gaussian_smooth(np.interp(grid, e, y), settings.smooth / settings.step)
     deriv = np.gradient(smooth, settings.step)

@@ -30,6 +30,8 @@ GRID_KINDS = ("absolute", "relative")
 RESAMPLE_METHODS = ("linear", "cubic")
 #: Energies may fall short of a grid end by this much (eV) and still count as covering it.
 COVERAGE_TOLERANCE = 1e-3
+#: The most points a target grid may have.
+MAX_GRID_POINTS = 100_000
 
 
 @dataclass(frozen=True)
@@ -46,8 +48,8 @@ class EnergyGrid(Settings):
     def __post_init__(self) -> None:
         choice("grid", "kind", self.kind, GRID_KINDS)
         start, stop = number("grid", "start", self.start), number("grid", "stop", self.stop)
-        if isinstance(self.n, bool) or not isinstance(self.n, (int, np.integer)) or self.n < 2:
-            raise XanesnetError(f"grid: n must be an integer of at least 2, not {self.n!r}")
+        if isinstance(self.n, bool) or not isinstance(self.n, (int, np.integer)) or not 2 <= self.n <= MAX_GRID_POINTS:
+            raise XanesnetError(f"grid: n must be an integer from 2 to {MAX_GRID_POINTS:,}, not {self.n!r}")
         if not start < stop:
             raise XanesnetError(f"grid: start must be below stop, got {start:g} and {stop:g} eV")
         set_fields(self, start=start, stop=stop, n=int(self.n))

@@ -31,6 +31,14 @@ from xanesnet.spectra.grid import RESAMPLE_METHODS, EnergyGrid, grid_from_json, 
 
 logger = logging.getLogger(__name__)
 
+#: The most points of the uniform working grid a spectrum is broadened on (200 keV at 0.2 eV... is absurd;
+#: 40 keV at the default 0.2 eV step is allowed).
+MAX_WORKING_POINTS = 200_000
+#: eV: with a fixed (absolute) target grid, the working grid spans the target this far beyond each end.
+WORKING_MARGIN = 100.0
+#: Kernel evaluations (working points x input points) one broadening may take: about 10 s of arithmetic.
+MAX_KERNEL_ELEMENTS = 2e9
+
 
 @dataclass(frozen=True)
 class ProcessSettings(Settings):
@@ -120,13 +128,10 @@ def process(spectrum: Spectrum, settings: ProcessSettings | Mapping[str, Any] | 
         target = target_energies(_shifted(raw, shift), grid, None)
     work = raw
     if settings.broadening is not None:
-        n = int(np.floor((raw.energy[-1] - raw.energy[0]) / settings.step)) + 1
-        working = np.union1d(raw.energy[0] + settings.step * np.arange(n), raw.energy[[-1]])
-        if fixed:
-            working = np.union1d(working, target - shift)
+        working = _working_grid(raw, settings.step, None if not fixed else target - shift)
         work = broaden(raw, settings.broadening, energy=working)
     work = _shifted(work, shift)
-    e0 = edge_energy(work, settings.edge)
+    e0 = edge_energy(_around(work, target) if fixed else work, settings.edge)
     logger.debug("%s: E0 = %.3f eV", raw.name, e0)
     step_fit = None if settings.normalisation is None else fit_edge_step(work, e0=e0, settings=settings.normalisation)
     if grid is None:
@@ -156,6 +161,39 @@ def _scaled_to_mean(spectrum: Spectrum, target: float) -> Spectrum:
         raise XanesnetError(f"cannot scale to a mean intensity: the mean on the grid is {mean:.3g}", path=spectrum.source)
     factor = target / mean
     return dataclasses.replace(spectrum, intensity=spectrum.intensity * factor, meta={**spectrum.meta, "scale": factor})
+
+
+def _working_grid(raw: Spectrum, step: float, target: np.ndarray | None) -> np.ndarray:
+    """Uniform energies (``step`` eV) a spectrum is broadened on, plus the target energies when they are known.
+
+    Sized from the target grid when there is one (its span plus :data:`WORKING_MARGIN` on each side, within
+    the input), from the input otherwise; refused beyond :data:`MAX_WORKING_POINTS` or
+    :data:`MAX_KERNEL_ELEMENTS`, before anything is allocated.
+    """
+    lo, hi = float(raw.energy[0]), float(raw.energy[-1])
+    if target is not None:
+        lo, hi = max(lo, float(target[0]) - WORKING_MARGIN), min(hi, float(target[-1]) + WORKING_MARGIN)
+    n = int(np.floor((hi - lo) / step)) + 1 if hi > lo else 1
+    where = raw.source or raw.name
+    if n > MAX_WORKING_POINTS:
+        raise XanesnetError(f"spans {lo:g}-{hi:g} eV: broadening it on a {step:g} eV working grid needs {n:,} points "
+                            f"(limit {MAX_WORKING_POINTS:,}); cut the file to the edge region or give an absolute --grid",
+                            path=where)
+    if float(n) * len(raw.energy) > MAX_KERNEL_ELEMENTS:
+        raise XanesnetError(f"{len(raw.energy):,} points broadened at {n:,} energies is too much work "
+                            f"(limit {MAX_KERNEL_ELEMENTS:.0e} pairs); resample the file more coarsely", path=where)
+    working = np.union1d(lo + step * np.arange(n), [hi])
+    return working if target is None else np.union1d(working, target)
+
+
+def _around(spectrum: Spectrum, target: np.ndarray) -> Spectrum:
+    """The spectrum's points within :data:`WORKING_MARGIN` of the target energies (and one beyond each end)."""
+    e = spectrum.energy
+    lo = max(0, int(np.searchsorted(e, target[0] - WORKING_MARGIN)) - 1)
+    hi = min(len(e), int(np.searchsorted(e, target[-1] + WORKING_MARGIN, side="right")) + 1)
+    if lo == 0 and hi == len(e):
+        return spectrum
+    return dataclasses.replace(spectrum, energy=e[lo:hi], intensity=spectrum.intensity[lo:hi])
 
 
 def _shifted(spectrum: Spectrum, shift: float) -> Spectrum:
