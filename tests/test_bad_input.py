@@ -108,14 +108,19 @@ def _write(tmp_path: Path, name: str) -> Path:
     return path
 
 
+def refused(read, path: Path, pattern: str) -> str:
+    """``read(path)`` raises one XanesnetError: one line, naming ``path`` first, matching ``pattern``."""
+    with pytest.raises(XanesnetError) as info:
+        read(path)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(str(path)) and len(message) < 400, message
+    assert re.search(pattern, message), message
+    return message
+
+
 @pytest.mark.parametrize("name", sorted(BAD_STRUCTURES))
 def test_bad_structure_is_refused_naming_file_and_problem(tmp_path, name):
-    path = _write(tmp_path, name)
-    with pytest.raises(XanesnetError) as info:
-        read_structure(path)
-    message = str(info.value)
-    assert "\n" not in message and message.startswith(f"{path}: ")
-    assert re.search(BAD_STRUCTURES[name][1], message), message
+    refused(read_structure, _write(tmp_path, name), BAD_STRUCTURES[name][1])
 
 
 @pytest.mark.parametrize("cell", ['Lattice="30 0 0 0 30 0 0 0 30" pbc="F F F"', 'Lattice="1e4 0 0 0 1e4 0 0 0 1e4"',
@@ -212,12 +217,7 @@ def _bad_spectrum(tmp_path: Path, name: str) -> Path:
 def test_bad_spectrum_is_refused_naming_file_and_problem(tmp_path, name):
     from xanesnet.io.spectra import read_spectrum
 
-    path = _bad_spectrum(tmp_path, name)
-    with pytest.raises(XanesnetError) as info:
-        read_spectrum(path)
-    message = str(info.value)
-    assert "\n" not in message and message.startswith(str(path))
-    assert re.search(BAD_SPECTRA[name][1], message), message
+    refused(read_spectrum, _bad_spectrum(tmp_path, name), BAD_SPECTRA[name][1])
 
 
 def test_feff_file_without_its_column_line_is_read_as_feff(tmp_path):
@@ -280,3 +280,225 @@ def test_processing_settings_that_would_allocate_absurdly_are_refused(settings, 
 
     with pytest.raises(XanesnetError, match=message):
         ProcessSettings.from_dict(settings)
+
+
+# --------------------------------------------------------------------------- model directories (M1-M4)
+
+TINY_DESCRIPTOR = {"kind": "wacsf", "n_g2": 4, "n_g4": 4, "zetas": [1.0, 2.0], "r_max": 5.0}
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    """A two-member model trained for a few epochs on random features of a 9-feature descriptor."""
+    from xanesnet.config import Config, TrainingSettings
+    from xanesnet.pipeline import TrainingSet, train_model
+
+    rng = np.random.default_rng(0)
+    data = TrainingSet(ids=[f"m{i}" for i in range(24)], x=rng.random((24, 9)), y=rng.random((24, 10)),
+                       energy=np.linspace(7100.0, 7150.0, 10))
+    config = Config(descriptor=dict(TINY_DESCRIPTOR), model={"kind": "mlp", "hidden": [8], "dropout": 0.1}, seed=1,
+                    training=TrainingSettings(epochs=3, patience=2, ensemble=2, batch_size=8, val_fraction=0.25))
+    out = tmp_path_factory.mktemp("model") / "m"
+    train_model(data, config, out, progress=False)
+    return out
+
+
+@pytest.fixture
+def model_copy(tiny_model_dir, tmp_path):
+    import shutil
+
+    path = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, path)
+    return path
+
+
+def _edit(model: Path, change, *, restamp: bool = True) -> None:
+    """Apply ``change`` to the model's config (a dict, edited in place) and, by default, re-stamp its checksum."""
+    import json
+
+    from xanesnet.bundle import stamp
+
+    cfg = json.loads((model / "config.json").read_text())
+    change(cfg)
+    (model / "config.json").write_text(json.dumps(stamp(cfg) if restamp else cfg))
+
+
+def _set_weights(model: Path, payload: bytes) -> None:
+    import hashlib
+
+    (model / "weights.pt").write_bytes(payload)
+    _edit(model, lambda c: c.update(weights_sha256=hashlib.sha256(payload).hexdigest()))
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("PAYLOAD RAN",))
+
+
+def _pickled_weights() -> bytes:
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({"members": [{"net.0.weight": _Payload()}]}, buf)
+    return buf.getvalue()
+
+
+def _nan_weights(model: Path) -> bytes:
+    import io
+
+    import torch
+
+    state = torch.load(model / "weights.pt", weights_only=True)
+    next(iter(state["members"][0].values()))[0, 0] = float("nan")
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return buf.getvalue()
+
+
+def _set(path: str, value):
+    def change(cfg):
+        *keys, last = path.split(".")
+        node = cfg
+        for k in keys:
+            node = node[k]
+        node[last] = value
+    return change
+
+
+BAD_MODELS = {
+    # M1: weights that are not tensors, even with matching checksums
+    "pickle": (lambda m: _set_weights(m, _pickled_weights()), r"weights\.pt holds more than tensors \(a pickled object\)"),
+    "random": (lambda m: _set_weights(m, np.random.default_rng(1).bytes(5000)), r"weights\.pt is not a readable weights file"),
+    "empty": (lambda m: _set_weights(m, b""), r"weights\.pt is not a readable weights file"),
+    "nan_weights": (lambda m: _set_weights(m, _nan_weights(m)), r"member 0 weight net\.0\.weight holds NaN or infinite values"),
+    "symlink": (lambda m: ((m / "weights.pt").unlink(), (m / "weights.pt").symlink_to(m / "config.json")),
+                r"weights\.pt is a symbolic link"),
+    # M2: malformed config values
+    "version_string": (lambda m: _edit(m, _set("format_version", "1")), r"format_version is '1', not a whole number"),
+    "config_number": (lambda m: (m / "config.json").write_text("5"), r"config\.json holds a int, not a JSON object"),
+    "config_string": (lambda m: (m / "config.json").write_text('"model"'), r"config\.json holds a str, not a JSON object"),
+    "deep": (lambda m: (m / "config.json").write_text("[" * 100_000 + "]" * 100_000), r"config\.json is not valid JSON \(RecursionError"),
+    "huge_int_text": (lambda m: (m / "config.json").write_text('{"seed": ' + "9" * 5000 + "}"), r"config\.json is not valid JSON"),
+    "huge_seed": (lambda m: _edit(m, _set("seed", 10**30)), r"seed must be a whole number from 0 to 2\^63 - 1"),
+    "energy_strings": (lambda m: _edit(m, _set("energy", ["a"] * 10)), r"energy must be a list of numbers"),
+    "energy_order": (lambda m: _edit(m, _set("energy", list(range(10, 0, -1)))), r"energy must be strictly increasing"),
+    "descriptor_string": (lambda m: _edit(m, _set("descriptor.n_g2", "4")), r"descriptor: wacsf setting n_g2 must be a whole number, not '4'"),
+    "scaler_length": (lambda m: _edit(m, _set("x_scaler.mean", [0.0] * 8)), r"x_scaler mean has shape \(8,\), expected \(9,\)"),
+    "scaler_type": (lambda m: _edit(m, _set("x_scaler", [1, 2])), r"x_scaler must be a JSON object"),
+    "no_trust": (lambda m: _edit(m, _set("uncertainty.trust", {})), r"uncertainty trust ensemble threshold must be a finite number"),
+    "no_spread": (lambda m: _edit(m, lambda c: c["uncertainty"].pop("spread")), r"uncertainty spread must be a list of numbers"),
+    "holdout": (lambda m: _edit(m, _set("holdout", {"ids": [1, 2]})), r"holdout must be a JSON object with a list of ids"),
+    "transform_kind": (lambda m: _edit(m, _set("y_transform.kind", 3)), r"y_transform must be a JSON object with kind standardize, none, pca"),
+    "spectra_string": (lambda m: _edit(m, _set("spectra", "x")), r"spectra: spectra settings must be a JSON object"),
+    "model_hidden": (lambda m: _edit(m, _set("model.hidden", ["a"])), r"weights do not fit the saved architecture|model:"),
+    # M3: descriptor sizes refused by counting, before any feature name is built
+    "n_g2": (lambda m: _edit(m, _set("descriptor.n_g2", 10**9)), r"descriptor: invalid wacsf settings: n_g2=1000000000 is beyond 1024"),
+    "n_angular": (lambda m: _edit(m, _set("descriptor.n_angular", 10**8)), r"n_angular=100000000 is beyond 1024"),
+    "many_features": (lambda m: _edit(m, lambda c: c["descriptor"].update(
+        angular_groups=["H", "C", "N", "O", "F", "P", "S", "Cl", "Br", "I", "B", "Si"], n_angular=1024,
+        angular_shells=[1.0 + 0.1 * k for k in range(60)])), r"these settings give [\d,]+ features, more than 100,000"),
+    # M4: NaN statistics, caught by the checksum and, in a model without one, by value
+    "nan_std": (lambda m: _edit(m, lambda c: c["x_scaler"]["std"].__setitem__(0, float("nan")), restamp=False),
+                r"config\.json does not match its model checksum"),
+    "nan_std_restamped": (lambda m: _edit(m, lambda c: c["x_scaler"]["std"].__setitem__(0, float("nan"))),
+                          r"x_scaler std holds NaN or infinite values"),
+    "zero_std_legacy": (lambda m: _edit(m, lambda c: (c.pop("model_sha256"), c["x_scaler"]["std"].__setitem__(0, 0.0)),
+                                        restamp=False), r"x_scaler std must be positive"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_MODELS))
+def test_bad_model_directory_is_refused_in_one_line(model_copy, capfd, name):
+    from xanesnet.bundle import load_bundle
+
+    BAD_MODELS[name][0](model_copy)
+    refused(load_bundle, model_copy, BAD_MODELS[name][1])
+    assert "PAYLOAD RAN" not in capfd.readouterr().out
+
+
+def test_legacy_model_without_the_whole_model_checksum_still_loads(model_copy):
+    from xanesnet.bundle import load_bundle
+
+    _edit(model_copy, lambda c: c.pop("model_sha256"), restamp=False)
+    assert len(load_bundle(model_copy).members) == 2
+
+
+def test_shipped_models_carry_the_whole_model_checksum():
+    import json
+
+    from xanesnet.bundle import CHECKSUM_KEY, model_checksum
+    from xanesnet.cli import MODELS_DIR
+
+    configs = sorted(MODELS_DIR.glob("*/config.json"))
+    assert configs
+    for path in configs:
+        cfg = json.loads(path.read_text())
+        assert cfg.get(CHECKSUM_KEY) == model_checksum(cfg), f"{path.parent.name}: run scripts/stamp_models.py"
+
+
+def test_cli_bad_model_one_line_exit_2_nothing_written(model_copy, tmp_path, capsys):
+    _edit(model_copy, lambda c: c["x_scaler"]["std"].__setitem__(0, float("nan")), restamp=False)
+    out = tmp_path / "out"
+    code = main(["predict", "--model", str(model_copy), str(EXAMPLES / "ferrocene.xyz"), "--out", str(out)])
+    _, err = capsys.readouterr()
+    assert code == 2 and err.count("\n") == 1 and err.startswith(f"xanesnet predict: error: {model_copy}: ")
+    assert not out.exists()
+
+
+def test_readme_guarantees_quote_the_limits_in_force():
+    """The README's Guarantees section states the limits the code enforces."""
+    from conftest import ROOT
+
+    from xanesnet.io import spectra, structures
+
+    text = (ROOT / "README.md").read_text()
+    section = " ".join(text[text.index("## Guarantees"):text.index("\n## ", text.index("## Guarantees") + 1)].split())
+
+    def power(v: float) -> str:
+        return f"{v:.0e}".replace("e+0", "e")
+
+    for phrase in (f"within {structures.MAX_COORDINATE:g} A", f"at most {structures.MAX_ATOMS:,} atoms",
+                   f"closer than {structures.MIN_DISTANCE} A", f"more than {structures.MAX_NEIGHBOURS} atoms within "
+                   f"{structures.DENSITY_RADIUS:g} A", f"repeats within {structures.PERIODIC_REACH:g} A",
+                   f"within {power(spectra.MAX_ABS_ENERGY)} eV", f"intensities within {power(spectra.MAX_ABS_INTENSITY)}",
+                   f"at most {spectra.MAX_POINTS:,} points"):
+        assert phrase in section, phrase
+
+
+@pytest.mark.parametrize("kind", ["device", "compressed", "too_big"])
+def test_files_that_are_not_plain_or_too_big_are_refused_before_reading(tmp_path, kind):
+    """Siblings of S9/P3: nothing is read from a device or pipe, a compressed file or a file beyond the size limit."""
+    from xanesnet.data.dataset import featurize_files
+    from xanesnet.descriptors import preset
+    from xanesnet.io import structures
+    from xanesnet.io.spectra import read_spectrum
+
+    path = tmp_path / ("x.xyz.gz" if kind == "compressed" else "x.xyz")
+    if kind == "device":
+        path.symlink_to("/dev/zero")
+        message = r"not a file$"
+    elif kind == "compressed":
+        path.write_bytes(b"\x1f\x8b")
+        message = r"compressed file: decompress it first$"
+    else:
+        with open(path, "wb") as f:
+            f.truncate(structures.MAX_FILE_BYTES + 1)
+        message = r"file of 16 MB is larger than the 16 MB limit$"
+    with pytest.raises(XanesnetError, match=rf"^{re.escape(str(path))}: {message}"):
+        read_structure(path)
+    with pytest.raises(XanesnetError, match=rf"^{re.escape(str(path))}: {message}"):
+        featurize_files([path], preset("plain"))
+    if kind != "compressed":
+        with pytest.raises(XanesnetError, match=rf"^{re.escape(str(path))}: {message}"):
+            read_spectrum(path)
+
+
+def test_spectrum_with_too_many_rows_stops_reading_early(tmp_path):
+    from xanesnet.io.spectra import MAX_POINTS, read_spectrum
+
+    path = tmp_path / "long.txt"
+    path.write_text("".join(f"{k} 1\n" for k in range(MAX_POINTS + 2)))
+    with pytest.raises(XanesnetError, match=rf"long.txt, line {MAX_POINTS + 1}: more than 200,000 rows$"):
+        read_spectrum(path)

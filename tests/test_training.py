@@ -124,6 +124,11 @@ def test_mismatched_descriptor_is_refused(saved_model):
     cfg = json.loads((saved_model / "config.json").read_text())
     cfg["descriptor"]["r_max"] = 5.5
     (saved_model / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(XanesnetError, match=r"/m: corrupted or edited model: config\.json does not match its model checksum"):
+        load_bundle(saved_model)
+    from xanesnet.bundle import stamp
+
+    (saved_model / "config.json").write_text(json.dumps(stamp(cfg)))  # edited on purpose, or a model from before the checksum
     with pytest.raises(XanesnetError, match=r"mismatched model: its descriptor settings no longer give the features it was trained on"):
         load_bundle(saved_model)
 

@@ -37,6 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("xanesnet: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a file-system failure no layer turned into a XanesnetError
+        if args.debug:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"xanesnet {args.command}: error: {where}{exc.strerror or type(exc).__name__}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 def run() -> None:
@@ -47,6 +53,12 @@ def run() -> None:
     left to clean up (files are written via temporary names and renamed), so
     the process ends at once.
     """
+    import signal
+
+    def terminated(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)  # unwinds: temporary files are removed, worker processes ended
+
+    signal.signal(signal.SIGTERM, terminated)
     code = main()
     logging.shutdown()
     sys.stdout.flush()
@@ -302,9 +314,19 @@ def _descriptor_settings(args: argparse.Namespace) -> dict:
     return preset(args.preset or "default").to_dict()
 
 
+def _check_outputs(*paths: str | None) -> None:
+    """Refuse an output location that cannot be written before any work is done."""
+    from xanesnet.io.files import check_writable
+
+    for path in paths:
+        if path is not None:
+            check_writable(path)
+
+
 def cmd_featurize(args: argparse.Namespace) -> int:
     from xanesnet.pipeline import featurize_to_npz
 
+    _check_outputs(args.out)
     feats = featurize_to_npz(args.paths, _descriptor_settings(args), args.out, absorber=args.absorber,
                              skip_bad=args.skip_bad, progress=not args.no_progress, spectra=args.spectra,
                              spectrum_format=args.spectrum_format)
@@ -318,6 +340,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from xanesnet.descriptors import preset
     from xanesnet.pipeline import build_training_set, load_feature_file, train_model
 
+    _check_outputs(args.out)
     config = load_config(args.config) if args.config else Config()
     init = None
     if args.init_from:
@@ -433,6 +456,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     args.spectrum = spectra[0]
     if args.reference and not args.plot:
         raise XanesnetError("--reference needs --plot")
+    _check_outputs(args.out, args.json)
     if args.features:
         return _predict_features(args)
     if not args.paths:
@@ -598,6 +622,7 @@ def cmd_select(args: argparse.Namespace) -> int:
 
     if args.n < 1:
         raise XanesnetError(f"-n must be at least 1, got {args.n}")
+    _check_outputs(args.out)
     if args.strategy not in SELECTION_STRATEGIES:
         raise XanesnetError(f"unknown --strategy {args.strategy!r}; choose from {', '.join(SELECTION_STRATEGIES)}")
     groups = _model_groups(args)
@@ -695,6 +720,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from xanesnet.io.structures import find_structure_files
     from xanesnet.simulate import simulate
 
+    _check_outputs(args.out)
     files = find_structure_files(args.paths)
     if not files:
         raise XanesnetError("no structure files found in " + ", ".join(args.paths))
@@ -709,6 +735,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from xanesnet.atomic import write_json
     from xanesnet.pipeline import evaluate_model
 
+    _check_outputs(args.json, args.plot)
     if not args.features and not (args.xyz and args.spectra):
         raise XanesnetError("give --xyz DIR and --spectra DIR, or --features X.npz")
     metrics, pred, data = evaluate_model(args.model, args.xyz, args.spectra, features=args.features,
@@ -756,6 +783,7 @@ def cmd_importance(args: argparse.Namespace) -> int:
     from xanesnet.analysis.plots import plot_importance
     from xanesnet.data.dataset import default_cache_path
 
+    _check_outputs(args.out)
     result = importance_from_files(args.model, args.xyz, args.spectra, windows=args.windows, groups=args.groups,
                                    n_repeats=args.repeats, seed=args.seed, max_samples=args.max_samples, heldout=args.heldout,
                                    absorber=args.absorber, spectrum_format=args.spectrum_format,

@@ -1,8 +1,11 @@
-"""Shared pieces of the parallel runners (``simulate``, ``predict --out FILE.h5``): Dask import, progress bar."""
+"""Shared pieces of the parallel runners (``simulate``, ``predict --out FILE.h5``): Dask import, progress bar, worker
+processes tied to their parent."""
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 from typing import Any
 
 from xanesnet.errors import XanesnetError
@@ -24,3 +27,50 @@ def progress_bar(total: int, enabled: bool, desc: str) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit="mol", file=sys.stderr, disable=not enabled, dynamic_ncols=True)
+
+
+def tie_to_parent(parent: int) -> None:
+    """Pool-worker initializer: the worker (and the FEFF processes it starts) end when ``parent`` ends.
+
+    The worker leads its own process group; on Linux the kernel sends it
+    SIGTERM when the parent dies (even by kill -9), elsewhere a watchdog
+    thread notices the parent is gone; either kills the whole group.
+    """
+    import signal
+    import threading
+
+    os.setpgid(0, 0)
+
+    def end_group(*_: Any) -> None:
+        if os.getpgid(0) == os.getpid():  # never the parent's group
+            os.killpg(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    signal.signal(signal.SIGTERM, end_group)
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        end_group()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        end_group()
+
+    threading.Thread(target=watch, daemon=True, name="xanesnet-parent-watch").start()
+
+
+def kill_workers(pool: Any) -> None:
+    """Kill the pool's worker processes (and their FEFF runs: each worker leads its own process group)."""
+    import signal
+
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        for kill in (os.killpg, os.kill):  # the group exists once the worker has started
+            try:
+                kill(process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass

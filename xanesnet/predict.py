@@ -180,6 +180,8 @@ class Predictor:
             inside = distance <= EXTRAPOLATION_LIMIT
             pred.trusted = inside if pred.trusted is None else pred.trusted & inside
         pred.features = x
+        if not (np.all(np.isfinite(pred.mean)) and np.all(np.isfinite(pred.std))):
+            raise XanesnetError("the model gave NaN or infinite spectra: it is corrupted", path=self.bundle.path)
         return self.describe(pred)
 
     def _predict_samples(self, x: np.ndarray, *, ids: list[str], mc_samples: int | None, batch_size: int,
@@ -433,7 +435,10 @@ def _table(record: dict) -> str:
 
 def write_spectra(prediction: Prediction, out_dir: str | os.PathLike, *, e0: float | None = None,
                   fmt: str = "txt") -> list[Path]:
-    """Write ``NAME.KIND.FMT`` per molecule (``ferrocene.xanes.txt``), each via a temporary file and a rename.
+    """Write ``NAME.KIND.FMT`` per molecule (``ferrocene.xanes.txt``): all of them, or (on a write error) none.
+
+    Each file goes to a unique temporary name first; only when all are written
+    are they renamed into place (the free space is checked before the first).
 
     Columns: energy (eV), intensity, std; the header says what the spectrum
     is (kind, element, edge, model, normalisation, units), its E0 (Larch
@@ -441,11 +446,13 @@ def write_spectra(prediction: Prediction, out_dir: str | os.PathLike, *, e0: flo
     ``fmt`` ``"xdi"`` writes XDI 1.0 (read by Larch and Athena). ``e0``: see
     :func:`energy_shifts`.
     """
-    from xanesnet.atomic import write_text
+    from xanesnet.io.files import write_all
 
     if fmt not in OUTPUT_FORMATS:
         raise XanesnetError(f"unknown output format {fmt!r}; choose from {', '.join(OUTPUT_FORMATS)}")
     render = _xdi_file if fmt == "xdi" else _text_file
     out_dir = Path(out_dir)
-    return [write_text(out_dir / f"{rec['name']}.{prediction.kind}.{fmt}", render(rec))
-            for rec in prediction_records(prediction, e0=e0)]
+    records = prediction_records(prediction, e0=e0)
+    paths = [out_dir / f"{rec['name']}.{prediction.kind}.{fmt}" for rec in records]
+    size = len(render(records[0]).encode()) * len(records) if records else 0
+    return write_all(paths, lambda i, tmp: tmp.write_text(render(records[i])), min_free=size)

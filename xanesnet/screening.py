@@ -274,10 +274,13 @@ def _run_here(chunks: list[list[Path]], request: Request, **_: Any) -> Iterator[
         yield predict_chunk([(str(p), None) for p in chunk], request)
 
 
-def _worker_init() -> None:
-    """One thread per worker process: the processes are the parallelism."""
+def _worker_init(parent: int) -> None:
+    """One thread per worker process (the processes are the parallelism), each ending when ``parent`` ends."""
     import torch
 
+    from xanesnet.parallel import tie_to_parent
+
+    tie_to_parent(parent)
     torch.set_num_threads(1)
 
 
@@ -286,7 +289,8 @@ def _run_pool(chunks: list[list[Path]], request: Request, *, workers: int, **_: 
     if not chunks:
         return
     context = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init) as pool:
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init,
+                                initargs=(os.getpid(),)) as pool:
         yield from _in_order(lambda chunk: pool.submit(predict_chunk, [(str(p), None) for p in chunk], request),
                              chunks, 2 * workers, lambda future: future.result())
 

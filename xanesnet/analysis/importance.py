@@ -503,7 +503,6 @@ def write_importance(result: Importance, out_dir: str | os.PathLike) -> list[Pat
     from xanesnet.atomic import write_text
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for level, name in (("features", "importance_features.csv"), ("groups", "importance_groups.csv")):
         rows = result.table(level)

@@ -58,18 +58,10 @@ def save_figure(fig: "Figure", path: str | os.PathLike, *, formats: Sequence[str
     path = Path(path)
     if path.suffix.lower() in (".png", ".svg", ".pdf"):
         path = path.with_suffix("")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    written = []
-    for fmt in formats:
-        target = path.with_name(f"{path.name}.{fmt}")
-        tmp = target.with_name(f".{target.name}.tmp")
-        try:
-            fig.savefig(tmp, format=fmt, dpi=dpi)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
-        written.append(target)
-    return written
+    from xanesnet.io.files import write_all
+
+    targets = [path.with_name(f"{path.name}.{fmt}") for fmt in formats]
+    return write_all(targets, lambda i, tmp: fig.savefig(tmp, format=formats[i], dpi=dpi))
 
 
 # --- importance ----------------------------------------------------------------------------------------------------

@@ -197,8 +197,9 @@ def _featurize_chunk(paths: list[Path], descriptor: Descriptor, absorber: int | 
 
 
 def _read_bytes(path: Path) -> bytes:
-    if not path.is_file():
-        raise XanesnetError("no such file" if not path.exists() else "not a file", path=path)
+    from xanesnet.io.structures import MAX_FILE_BYTES, check_input_file
+
+    check_input_file(path, MAX_FILE_BYTES)  # a regular file of sane size (never a device or a pipe)
     return path.read_bytes()
 
 
@@ -228,14 +229,30 @@ class FeatureCache:
             return {}
 
     def save(self, key: str, vectors: dict[str, np.ndarray]) -> None:
+        """Add ``vectors`` under ``key``: on a copy of the cache renamed over it, so the file is whole at any moment.
+
+        The cache is optional: when it cannot be written (read-only location,
+        full disk) this logs a warning and training goes on without it.
+        """
+        import shutil
+
         import h5py
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with h5py.File(self.path, "a") as f:
-            group = f.require_group(key)
-            for digest, vec in vectors.items():
-                if digest not in group:
-                    group.create_dataset(digest, data=vec)
+        from xanesnet.io.files import writing
+
+        size = self.path.stat().st_size if self.path.exists() else 0
+        need = size + sum(v.nbytes + 1024 for v in vectors.values()) + 2**20
+        try:
+            with writing(self.path, min_free=need) as tmp:  # checks the free space before h5py writes a byte
+                if size:
+                    shutil.copyfile(self.path, tmp)
+                with h5py.File(tmp, "a") as f:
+                    group = f.require_group(key)
+                    for digest, vec in vectors.items():
+                        if digest not in group:
+                            group.create_dataset(digest, data=vec)
+        except (XanesnetError, OSError) as exc:
+            logger.warning("feature cache not updated (%s); continuing without it", exc)
 
 
 def cache_root() -> Path:

@@ -23,8 +23,10 @@ def descriptor_from_dict(settings: dict[str, Any] | Descriptor, *, source: Any =
     """Rebuild a descriptor from :meth:`Descriptor.to_dict` output (a descriptor is returned as it is)."""
     if isinstance(settings, Descriptor):
         return settings
+    if not isinstance(settings, dict):
+        raise XanesnetError(f"descriptor settings must be a JSON object, not {type(settings).__name__}", path=source)
     kind = settings.get("kind", WACSF.kind)
-    if kind not in DESCRIPTORS:
+    if not isinstance(kind, str) or kind not in DESCRIPTORS:
         raise XanesnetError(f"unknown descriptor kind {kind!r}; known: {', '.join(DESCRIPTORS)}", path=source)
     return DESCRIPTORS[kind].from_dict(settings, source=source)
 

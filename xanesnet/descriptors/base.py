@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import logging
 import os
 from abc import ABC, abstractmethod
@@ -107,12 +108,44 @@ class Descriptor(ABC):
         check_keys(settings, ["kind"] + [f.name for f in dataclasses.fields(cls)], f"{cls.kind} descriptor", source)  # type: ignore[arg-type]
         settings = dict(settings)
         settings.pop("kind", None)
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if f.name in settings:
+                default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+                _check_type(cls.kind, f.name, settings[f.name], default)
         return cls(**{k: _as_tuple(v) for k, v in settings.items()})
 
     def settings_hash(self) -> str:
         """Stable hash of the settings and code revision: the key under which features are cached."""
         blob = json.dumps({**self.to_dict(), "revision": self.revision}, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+#: The longest list a descriptor setting may hold.
+MAX_LIST = 64
+
+
+def _check_type(kind: str, name: str, value: Any, default: Any) -> None:
+    """Refuse a setting whose JSON type differs from its default's (``None`` defaults take a whole number)."""
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    if isinstance(default, bool):
+        ok, what = isinstance(value, bool), "true or false"
+    elif default is None or isinstance(default, int):
+        ok = (value is None and default is None) or (isinstance(value, int) and not isinstance(value, bool))
+        what = "a whole number" + (" or null" if default is None else "")
+    elif isinstance(default, float):
+        ok, what = number(value), "a finite number"
+    elif isinstance(default, dict):
+        ok, what = isinstance(value, dict), "a JSON object"
+    elif isinstance(default, tuple):  # strings where the default holds strings or nothing (element groups), else numbers
+        item, what = ((lambda v: isinstance(v, str)), "strings") if not default or isinstance(default[0], str) else (number, "numbers")
+        ok = isinstance(value, (list, tuple)) and len(value) <= MAX_LIST and all(item(v) for v in value)
+        what = f"a list of at most {MAX_LIST} {what}"
+    else:
+        ok, what = True, ""
+    if not ok:
+        raise XanesnetError(f"{kind} setting {name} must be {what}, not {str(value)[:40]!r}")
 
 
 def _as_tuple(value: Any) -> Any:

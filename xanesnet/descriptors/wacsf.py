@@ -61,6 +61,11 @@ from xanesnet.descriptors.base import Descriptor
 from xanesnet.errors import XanesnetError
 from xanesnet.io.structures import Structure
 
+#: The most points any radial or angular grid of the descriptor may have.
+MAX_GRID_POINTS = 1024
+#: The longest descriptor vector (checked by counting, before any feature name is built).
+MAX_FEATURES = 100_000
+
 
 @dataclass(frozen=True)
 class WACSF(Descriptor):
@@ -147,6 +152,12 @@ class WACSF(Descriptor):
         def bad(msg: str) -> None:
             raise XanesnetError(f"invalid wacsf settings: {msg}")
 
+        for name in ("n_g2", "n_g4", "g4_grid_points", "n_element_g2", "n_angular", "n_shell_g2", "n_donor_env"):
+            value = getattr(self, name)
+            if value is not None and not -MAX_GRID_POINTS <= value <= MAX_GRID_POINTS:
+                bad(f"{name}={value} is beyond {MAX_GRID_POINTS}")
+        if self.r_max > 100.0:
+            bad(f"r_max={self.r_max} A is beyond 100 A")
         if not 0 <= self.r_min < self.r_max:
             bad(f"need 0 <= r_min < r_max, got r_min={self.r_min}, r_max={self.r_max}")
         if self.r_max - self.r_min <= 1.5:
@@ -180,6 +191,24 @@ class WACSF(Descriptor):
                     if sym.strip() in seen:
                         bad(f"element {sym.strip()} is in more than one group")
                     seen.add(sym.strip())
+
+        if self.n_features > MAX_FEATURES:
+            bad(f"these settings give {self.n_features:,} features, more than {MAX_FEATURES:,}")
+
+    @property
+    def n_features(self) -> int:
+        """Vector length, counted without building the feature names (bounded before they are built)."""
+        n = 1 + self.n_g2 + self.n_g4
+        if self.element_groups:
+            n += (len(self.element_groups) + 1) * self.n_element_g2
+        if self.angular_groups:
+            g = len(self.angular_groups) + 1
+            n += g * (g + 1) // 2 * len(self.angular_shells) * self.n_angular
+        if self.shell_groups:
+            n += (len(self.shell_groups) + 1) * self.n_shell_g2
+            if self.donor_env_groups:
+                n += (len(self.shell_groups) + 1) * (len(self.donor_env_groups) + 1) * self.n_donor_env
+        return n + 2 * bool(self.charge_spin)
 
     # --- grids -----------------------------------------------------------------
     @cached_property

@@ -61,7 +61,7 @@ MAX_ABS_INTENSITY = 1e9
 #: The most points a spectrum may have (a fine 0.01 eV grid over 1 keV has 100,000).
 MAX_POINTS = 200_000
 #: Bytes: larger spectrum files are refused before they are read.
-MAX_FILE_BYTES = 64 * 2**20
+MAX_FILE_BYTES = 16 * 2**20
 #: eV: FEFF's ``e`` column is ``omega`` minus one Fermi level; this much disagreement is rounding.
 _FERMI_TOLERANCE = 0.05
 
@@ -133,9 +133,11 @@ def _numeric_rows(lines: list[str], *, min_cols: int, start: int = 0) -> tuple[i
         if not parts or parts[0].startswith("#"):
             continue
         try:
-            rows.append([float(p) for p in parts])
+            rows.append([float(p) for p in parts[:64]])
         except ValueError:
             raise _TableError(f"non-numeric value in {ln.strip()[:60]!r}", k + 1) from None
+        if len(rows) > MAX_POINTS:
+            raise _TableError(f"more than {MAX_POINTS:,} rows", k + 1)
         if len(rows[-1]) != len(rows[0]):
             raise _TableError(f"{len(rows[-1])} columns where the table has {len(rows[0])}", k + 1)
     return first, np.asarray(rows, dtype=np.float64)

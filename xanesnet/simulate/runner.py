@@ -14,7 +14,7 @@ from typing import Any, Iterator
 from xanesnet.errors import XanesnetError
 from xanesnet.io.files import ExclusiveLock, check_unique_names
 from xanesnet.io.structures import Structure, find_structure_files, read_structure
-from xanesnet.parallel import import_distributed, progress_bar
+from xanesnet.parallel import import_distributed, kill_workers, progress_bar, tie_to_parent
 from xanesnet.simulate import store
 from xanesnet.simulate.feff import FeffSettings, MoleculeResult, _check_spectrum, check_structure, import_feff, simulate_molecule
 
@@ -100,7 +100,24 @@ def simulate(paths: list[str | os.PathLike] | str | os.PathLike, out_h5: str | o
 
     out_h5 = Path(out_h5)
     summary = SimulationSummary(output=out_h5)
-    out_h5.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        _simulate_into(out_h5, files, summary, spectrum=spectrum, workers=workers, scheduler=scheduler, absorber=absorber,
+                       progress=progress, retry_failed=retry_failed, settings=settings, merge_every=merge_every)
+    except OSError as exc:  # a read-only or full disk: one line naming the file, what is done stays done
+        from xanesnet.io.files import write_error
+
+        raise write_error(exc, exc.filename or out_h5) from None
+    summary.seconds = time.perf_counter() - started
+    logger.info("%s", summary)
+    return summary
+
+
+def _simulate_into(out_h5: Path, files: list[Path], summary: SimulationSummary, *, spectrum: str, workers: int,
+                   scheduler: Any, absorber: int | str | None, progress: bool, retry_failed: bool,
+                   settings: FeffSettings, merge_every: int) -> None:
+    from xanesnet.io.files import prepare_directory
+
+    prepare_directory(out_h5.parent)
     with ExclusiveLock(out_h5, "another simulation run is writing this file"):
         store.clean_stale(out_h5)
         store.ensure_store(out_h5, store.header_for(spectrum, absorber, settings.result_dict()))
@@ -154,9 +171,6 @@ def simulate(paths: list[str | os.PathLike] | str | os.PathLike, out_h5: str | o
             bar.close()
             store.merge_parts(out_h5)
             store.remove_empty_parts_dir(out_h5)
-    summary.seconds = time.perf_counter() - started
-    logger.info("%s", summary)
-    return summary
 
 
 Job = tuple[Path, Structure]
@@ -169,7 +183,12 @@ def _run_pool(todo: list[Job], *, workers: int, absorber: int | str | None, spec
         return
     context = multiprocessing.get_context("spawn")
     jobs = iter(todo)
-    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=context)
+
+    def new_pool() -> cf.ProcessPoolExecutor:
+        return cf.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=tie_to_parent,
+                                      initargs=(os.getpid(),))
+
+    pool = new_pool()
     running: dict[cf.Future, Job] = {}
     try:
         while True:
@@ -198,9 +217,20 @@ def _run_pool(todo: list[Job], *, workers: int, absorber: int | str | None, spec
                     yield job, MoleculeResult(name=job[1].name, absorber=-1,
                                               error=f"{job[0]}: worker process died while this molecule ran")
                 pool.shutdown(wait=False, cancel_futures=True)
-                pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=context)
+                pool = new_pool()
+    except BaseException:  # interrupted (Ctrl-C, SIGTERM, an error): no FEFF run outlives this process's wish
+        kill_workers(pool)
+        raise
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _import_distributed() -> Any:
+    try:
+        import distributed
+    except ImportError:
+        raise XanesnetError(_DASK_HINT) from None
+    return distributed
 
 
 def _run_dask(todo: list[Job], *, scheduler: Any, absorber: int | str | None, spectrum: str,

@@ -100,8 +100,11 @@ def recorded(out_h5: Path) -> dict[str, str]:
 
 def write_part(out_h5: Path, result: MoleculeResult, structure: Structure | None, *, source: str) -> Path:
     """Write one finished molecule atomically as ``OUT.h5.parts/<name>.h5``."""
+    from xanesnet.io.files import check_free_space
+
     directory = parts_dir(out_h5)
     directory.mkdir(parents=True, exist_ok=True)
+    check_free_space(directory, 4 * 2**20)  # a part is far smaller; h5py must not meet a full disk mid-write
     final = directory / f"{result.name}{_PART_SUFFIX}"
     tmp = directory / f"{result.name}{_PART_SUFFIX}{_TMP_SUFFIX}"
     with h5py.File(tmp, "w") as f:
@@ -140,7 +143,10 @@ def merge_parts(out_h5: Path) -> int:
     parts = _parts(out_h5)
     if not parts:
         return 0
+    from xanesnet.io.files import check_free_space
+
     staging = out_h5.with_name(out_h5.name + ".merging")
+    check_free_space(out_h5.parent, out_h5.stat().st_size + sum(p.stat().st_size for p in parts))  # before h5py writes
     shutil.copyfile(out_h5, staging)
     merged: list[Path] = []
     with h5py.File(staging, "a") as dst:
