@@ -46,6 +46,7 @@ Formats
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -62,6 +63,8 @@ MAX_ABS_INTENSITY = 1e9
 MAX_POINTS = 200_000
 #: Bytes: larger spectrum files are refused before they are read.
 MAX_FILE_BYTES = 16 * 2**20
+#: FEFF's name with a version (``FEFF10``, ``FEFF 9.6.4``, ``feff10-rs``), as its xmu.dat header lines give it.
+_FEFF_BANNER = re.compile(r"\bfeff\s*\d", re.IGNORECASE)
 #: eV: FEFF's ``e`` column is ``omega`` minus one Fermi level; this much disagreement is rounding.
 _FERMI_TOLERANCE = 0.05
 
@@ -331,7 +334,9 @@ def _sniff_feff(lines: list[str]) -> bool:
             tokens = [t.lower() for t in _column_names(s)]
             if "omega" in tokens and "mu" in tokens:
                 return True
-            says_feff = says_feff or "feff" in s.lower()
+            if s.upper().startswith("# XDI"):
+                return False
+            says_feff = says_feff or _FEFF_BANNER.search(s) is not None
     return says_feff and any(_is_numeric_row(ln, 3) for ln in lines)
 
 
