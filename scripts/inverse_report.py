@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-from fe_data import ARCHIVE, ROOT, cache_dir, fe_data_dir
-
 from xanesnet.config import Config
 from xanesnet.data.dataset import heldout_mask
+from xanesnet.experiments import ROOT, cache_dir, fe_data_dir, git_commit
 from xanesnet.inverse import GROUPS, INVERSE_MODEL_SETTINGS, InverseInput, InversePredictor, build_inverse_set, train_inverse
 from xanesnet.io.spectra import Spectrum, read_spectrum
 from xanesnet.match import rank_candidates
@@ -120,7 +118,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--report", default=str(ROOT / "docs" / "inverse.json"))
-    ap.add_argument("--data", default=str(ARCHIVE), help="the Fe data archive (default ../shared/data/fe_k_fdmnes_train.tar.gz)")
+    ap.add_argument("--data", help="the Fe data archive (default ../shared/data/fe_k_fdmnes_train.tar.gz)")
     ap.add_argument("--render", action="store_true", help="only rewrite the tables of docs/inverse.md from the JSON")
     args = ap.parse_args()
     if args.render:
@@ -130,7 +128,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    data_dir = fe_data_dir(Path(args.data))
+    data_dir = fe_data_dir(args.data)
     inputs = InverseInput()
     data = build_inverse_set(data_dir / "xyz", data_dir / "xanes_conv", inputs, progress=True)
     if args.train:
@@ -144,7 +142,7 @@ def main() -> None:
     assert set(ids[test]) == set(predictor.config["holdout"]["ids"])
     t = data.targets
     spectra = [read_spectrum(data_dir / "xanes_conv" / f"{i}.txt") for i in ids[test]]
-    report: dict = {"commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip(),
+    report: dict = {"commit": git_commit(),
                     "n_train": int((~test).sum()), "n_heldout": int(test.sum())}
     train_r1 = t.r1[~test][np.isfinite(t.r1[~test])]
     common_cn = Counter(t.cn[~test]).most_common(1)[0][0]
