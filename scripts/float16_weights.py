@@ -17,11 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from fe_data import ROOT, SHARED
+from xanesnet.experiments import ROOT, shared_root
 
 from xanesnet.bundle import load_bundle, save_bundle
 from xanesnet.io.structures import find_structure_files, read_structure, resolve_absorber
 from xanesnet.pipeline import FLOAT16_TOLERANCE, float16_change
+
+SHARED = shared_root()
 
 EXAMPLES = ROOT / "data" / "examples"
 

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fe_data import ARCHIVE, ROOT, SHARED, cache_dir, fe_data_dir
+from xanesnet.experiments import FE_ARCHIVE, ROOT, cache_dir, fe_data_dir, shared_root
 
 from xanesnet.analysis.metrics import evaluate_spectra
 from xanesnet.config import Config
@@ -51,6 +51,9 @@ from xanesnet.io.structures import FIRST_ROW_TM
 from xanesnet.pipeline import TrainingSet, build_training_set
 from xanesnet.spectra import process
 from xanesnet.spectra.edge import edge_energy
+
+SHARED = shared_root()
+ARCHIVE = SHARED / FE_ARCHIVE
 
 #: the broadening of the shipped FEFF XANES models (scripts/train_feff_models.py)
 FEFF_BROADENING = {"kind": "lorentzian", "width": 1.0}

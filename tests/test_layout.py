@@ -82,11 +82,13 @@ def test_the_featurisation_path_does_not_import_torch_or_the_workflows():
         assert not reached & {"models", "training", "pipeline", "predict", "cli"}, (part, reached)
 
 
-def test_tests_and_notebooks_do_not_import_scripts_helpers():
-    """Shared experiment code lives in xanesnet.experiments; nothing outside scripts/ imports scripts/fe_data."""
-    sources = [f.read_text() for f in (ROOT / "tests").glob("*.py")]
+def test_tests_scripts_and_notebooks_do_not_import_scripts_helpers():
+    """Shared experiment code lives in xanesnet.experiments; nothing imports the old scripts/fe_data helper."""
+    sources = [f.read_text() for d in ("tests", "scripts") for f in (ROOT / d).glob("*.py")]
     for nb in (ROOT / "notebooks").glob("*.ipynb"):
         sources += ["".join(c["source"]) for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code"]
     assert not (ROOT / "scripts" / "fe_data.py").exists()
-    helper = "fe" + "_data"  # (spelt apart so this file does not match itself)
-    assert not any(f"{helper} import" in s or f"import {helper}" in s for s in sources)
+    import re
+
+    helper = re.compile(r"\b(from\s+fe_data\s+import|import\s+fe_data\b)")
+    assert not any(helper.search(s) for s in sources)
