@@ -52,7 +52,8 @@ def check(references: Path = REFERENCES, models: Path = ROOT / "models") -> list
                 continue
             assert np.allclose(reference.energy, energy), (model, sim.structure.name)
             pred = predictor.predict([sim.structure], absorber=sim.absorber)
-            # zero in the transformed space is the mean training spectrum (standardised or PCA targets alike)
+            # zero in the transformed space is the mean training spectrum (standardised or PCA targets alike; for the
+            # softplus target the softplus of the mean of softplus^-1(y), equal to the mean where y >> 1% of the maximum)
             mean_spectrum = predictor.bundle.y_transform.inverse_transform(np.zeros((1, predictor.bundle.members[0].n_out)))
             mse = float(np.mean((pred.mean[0] - reference.intensity) ** 2))
             baseline = float(np.mean((mean_spectrum[0] - reference.intensity) ** 2))

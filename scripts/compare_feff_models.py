@@ -29,32 +29,19 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 
-from train_feff_models import DESCRIPTOR, MODEL, ROOT, SPECTRA, TRAINING, load_data, make_config
+from train_feff_models import (COMPARISON, DESCRIPTOR, MODEL, ROOT, SPECTRA, TRAINING, UNIVERSAL_DESCRIPTOR, UNIVERSAL_MODEL,
+                               UNIVERSAL_TRAINING, commit, load_data, make_config)
 
 from xanesnet.data.dataset import heldout_mask
-from xanesnet.descriptors import AbsorberElement
 from xanesnet.io.structures import FIRST_ROW_TM
 
 FOLDS = 5
 FRACTIONS = (0.25, 0.5, 1.0)
-#: The universal network sees ~9x the data of a per-element one: wider layers, less dropout, bigger batches.
-UNIVERSAL_MODEL = {"kind": "mlp", "hidden": [256, 256], "activation": "silu", "dropout": 0.1}
-UNIVERSAL_TRAINING = {**TRAINING, "batch_size": 64}
-OUT = ROOT / "docs" / "feff_comparison.json"
-
-
-def commit() -> str:
-    """The checked-out commit (with ``+dirty`` when the tree has changes), stamped on every report."""
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
-                           text=True).stdout.strip()
-    return head + ("+dirty" if dirty else "")
 
 
 def folds_of(n: int, folds: int = FOLDS) -> list[np.ndarray]:
@@ -118,7 +105,7 @@ def compare(spectrum: str, metals: list[str], fractions: tuple[float, ...]) -> l
         per[metal] = curve
     # universal: fold k = every metal's fold k
     onehot = {m: np.eye(len(FIRST_ROW_TM))[FIRST_ROW_TM.index(m)] for m in metals}
-    config = make_config(metals[0], spectrum, descriptor=AbsorberElement(inner=DESCRIPTOR).to_dict(),
+    config = make_config(metals[0], spectrum, descriptor=UNIVERSAL_DESCRIPTOR,
                          model=UNIVERSAL_MODEL, training=one_member(UNIVERSAL_TRAINING))
     se = {m: 0.0 for m in metals}
     base = {m: 0.0 for m in metals}
@@ -152,14 +139,75 @@ def compare(spectrum: str, metals: list[str], fractions: tuple[float, ...]) -> l
     return rows
 
 
+def n_needed(curve: list[dict], target: float = 1 / 3) -> float | None:
+    """Training-set size at which a power law ``ratio = a n^-b`` through the learning curve reaches ``target``.
+
+    ``None`` when the curve does not fall (no extrapolation possible); the
+    size itself when the target is already met.
+    """
+    n = np.array([c["n_fit"] for c in curve])
+    r = np.array([c["ratio"] for c in curve])
+    if r[-1] <= target:
+        return float(n[-1])
+    if len(n) < 2:
+        return None
+    slope, icpt = np.polyfit(np.log(n), np.log(r), 1)
+    if slope >= 0:
+        return None
+    return float(np.exp((np.log(target) - icpt) / slope))
+
+
+MARKERS = ("<!-- comparison -->", "<!-- /comparison -->")
+
+
+def markdown(report: dict) -> str:
+    """The comparison and learning-curve tables of docs/feff_models.md."""
+    fr = report["fractions"]
+    lines = [f"From `docs/feff_comparison.json` (`scripts/compare_feff_models.py`, commit `{report['commit']}`): MSE / "
+             "mean-spectrum MSE over 5-fold CV on the non-held-out molecules (identical folds for both kinds; one "
+             "network per fold). Learning curve: per-element, trained on "
+             + ", ".join(f"{f:.0%}" for f in fr) + " of each fold's training part (`n_fit` in brackets). `n for 0.33`: "
+             "the training-set size at which a power law through the learning curve reaches a third of the "
+             "mean-spectrum MSE (a rough extrapolation; `-` where the curve is flat).", "",
+             "| metal | spectrum | " + " | ".join(f"per-element {f:.0%}" for f in fr)
+             + " | universal (100%) | winner | n for 0.33 |",
+             "|---|---|" + "---|" * (len(fr) + 3)]
+    for r in report["rows"]:
+        need = n_needed(r["per_element"])
+        cells = [f"{c['ratio']:.2f} ({c['n_fit']:.0f})" for c in r["per_element"]]
+        lines.append(f"| {r['metal']} | {r['spectrum']} | " + " | ".join(cells)
+                     + f" | {r['universal_ratio']:.2f} | {r['winner'].replace('_', '-')} | {_size(need)} |")
+    return "\n".join(lines)
+
+
+def _size(n: float | None) -> str:
+    if n is None:
+        return "-"
+    return f"{n:.0f}" if n < 1e5 else "> 100,000"
+
+
+def write_markdown(report: dict, path: Path) -> None:
+    text = path.read_text()
+    start, end = MARKERS
+    if start in text and end in text:
+        before, rest = text.split(start)
+        path.write_text(before + start + "\n\n" + markdown(report) + "\n\n" + end + rest.split(end, 1)[1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--metals", nargs="+", default=list(FIRST_ROW_TM))
     ap.add_argument("--spectra", nargs="+", default=list(SPECTRA), choices=SPECTRA)
     ap.add_argument("--fractions", nargs="+", type=float, default=list(FRACTIONS))
-    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--out", type=Path, default=COMPARISON)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--markdown", type=Path, default=ROOT / "docs" / "feff_models.md",
+                    help="the document whose comparison section is rewritten")
+    ap.add_argument("--markdown-only", action="store_true", help="only rewrite that section from the existing JSON")
     args = ap.parse_args()
+    if args.markdown_only:
+        write_markdown(json.loads(args.out.read_text()), args.markdown)
+        return
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     import torch
 
@@ -169,10 +217,11 @@ def main() -> None:
         rows += compare(spectrum, args.metals, tuple(sorted(args.fractions)))
     report = {"commit": commit(), "folds": FOLDS, "fractions": sorted(args.fractions),
               "per_element": {"descriptor": DESCRIPTOR, "model": MODEL, "training": one_member(TRAINING)},
-              "universal": {"descriptor": AbsorberElement(inner=DESCRIPTOR).to_dict(), "model": UNIVERSAL_MODEL,
+              "universal": {"descriptor": UNIVERSAL_DESCRIPTOR, "model": UNIVERSAL_MODEL,
                             "training": one_member(UNIVERSAL_TRAINING)},
               "rows": rows}
     args.out.write_text(json.dumps(report, indent=1) + "\n")
+    write_markdown(report, args.markdown)
     print(f"wrote {args.out}")
 
 

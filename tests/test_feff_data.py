@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import shared_data
 
-from xanesnet.data.feff import EXTRA_DIR, FEFF_SPECTRA, export, load_feff, read_feff_dir, read_feff_extra, write_feff_extra
+from xanesnet.data.feff import EXTRA_DIR, FEFF_SPECTRA, campaign_summary, export, load_feff, read_feff_dir, read_feff_extra, write_feff_extra
 from xanesnet.errors import XanesnetError
 from xanesnet.io.structures import FIRST_ROW_TM, Structure
 from xanesnet.simulate.feff import XMU_COLUMNS, MoleculeResult
@@ -106,3 +106,14 @@ def test_shared_sets_are_merged_by_name_and_missing_ones_refused(tmp_path):
     with pytest.raises(XanesnetError, match="no Cu directory in the shared FEFF set feff_3d"):
         load_feff("Cu", "xes", shared=tmp_path)
 
+
+
+def test_campaign_summary_counts_finished_and_failed_molecules(tmp_path):
+    h5 = simulation_file(tmp_path / "sim.h5", {"AAA": 1.0, "BBB": 2.0}, merged=True)
+    failed = MoleculeResult(name="CCC", absorber=0, spectra={"xanes": fake_table(9660.0, 1.0)}, seconds={"xanes": 12.0},
+                            error="/somewhere/CCC.xyz: FEFF XES run failed: stage 'pot' failed: timed out after 120s")
+    write_part(h5, failed, zncl4("CCC"), source="CCC.xyz")  # still a part: the summary merges a private copy
+    summary = campaign_summary(h5)
+    assert summary == {"Zn": {"done": 2, "failed": {"FEFF XES run failed: stage 'pot' failed: timed out after 120s": 1},
+                              "seconds": 12.0}}
+    assert export(h5, tmp_path / "extra")["Zn"]["added"] == 2  # a failed molecule is not exported

@@ -44,6 +44,8 @@ def test_shipped_feff_model_says_what_it_is(el, spectrum):
     assert grid.kind == "absolute" and np.allclose(cfg["energy"], grid.energies())
     assert cfg["n_train"] >= 50 and cfg["holdout_metrics"]["n"] >= 3
     assert cfg["holdout_metrics"]["mse"] > 0
+    assert cfg["y_transform"]["kind"] == "softplus"  # positive intensities by construction
+    assert cfg["spectra"]["mean_intensity"] == (1.0 if spectrum == "xes" else None)  # XES: the shape, scale 1
 
 
 def test_feff_models_are_small():
@@ -65,6 +67,27 @@ def test_predict_picks_the_model_of_the_absorber(el, spectrum, tmp_path, capsys)
     energy = np.asarray(json.loads((model / "config.json").read_text())["energy"])
     np.testing.assert_allclose(table[:, 0], energy, atol=1e-3)
     assert np.all(np.isfinite(table[:, 1:])) and np.all(table[:, 2] >= 0)
+    assert np.all(table[:, 1] >= 0)  # no negative mean intensity
+
+
+def test_readme_table_and_shipped_models_match_the_report():
+    """README's table is the one the training script writes from docs/feff_models.json, which matches the models."""
+    import sys
+
+    from conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import train_feff_models
+
+    report = json.loads((ROOT / "docs" / "feff_models.json").read_text())
+    rows = report["rows"]
+    assert len(rows) == len(SHIPPED) and report["commit"]
+    assert train_feff_models.readme_table(rows) in (ROOT / "README.md").read_text()
+    for r in rows:
+        cfg = json.loads((feff_model(r["metal"], r["spectrum"]) / "config.json").read_text())
+        assert cfg["holdout_metrics"]["mse"] == pytest.approx(r["mse"], rel=1e-9)
+        assert cfg["feff_model"] == r["kind"] and cfg["n_train"] == r["n_train"]
+        assert r["min_intensity_over_max"] >= 0
 
 
 def test_fe_xes_uses_the_feff_model(tmp_path, capsys):

@@ -18,6 +18,7 @@ simulation file that holds only the latest runs never loses older ones.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -185,13 +187,9 @@ def write_feff_extra(path: str | os.PathLike, molecules: dict[str, list[Simulate
         arrays[f"{s}_omega"] = np.concatenate([sp.energy for sp in specs])
         arrays[f"{s}_mu"] = np.concatenate([sp.intensity for sp in specs])
         arrays[f"{s}_e_fermi"] = np.array([_e_fermi(sp) for sp in specs])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    try:
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    from xanesnet.pipeline import write_npz  # the one atomic .npz writer
+
+    write_npz(path, **arrays)
 
 
 def _e_fermi(spec: Spectrum) -> float:
@@ -203,12 +201,12 @@ def _e_fermi(spec: Spectrum) -> float:
     return float(np.median(table[:, cols.index("omega")] - table[:, cols.index("e")]))
 
 
-def snapshot(h5: Path) -> dict[str, dict[str, SimulatedSpectrum]]:
-    """``{spectrum: {name: molecule}}`` of a simulation file and its not yet merged parts, read from a private copy.
+@contextlib.contextmanager
+def _private_copy(h5: Path) -> Iterator[Path]:
+    """A merged private copy of a simulation file and its finished parts; the running simulation is never touched.
 
-    The running simulation is never touched: the file and its finished parts
-    (complete files only; they are renamed into place) are copied and merged
-    in a temporary directory.
+    The file and its finished parts (complete files only; they are renamed
+    into place) are copied and merged in a temporary directory.
     """
     from xanesnet.simulate.store import merge_parts, parts_dir
 
@@ -225,7 +223,40 @@ def snapshot(h5: Path) -> dict[str, dict[str, SimulatedSpectrum]]:
                 except FileNotFoundError:  # merged and deleted meanwhile: it is in the copy or the next export
                     continue
             merge_parts(copy)
+        yield copy
+
+
+def snapshot(h5: Path) -> dict[str, dict[str, SimulatedSpectrum]]:
+    """``{spectrum: {name: molecule}}`` of a simulation file and its not yet merged parts, read from a private copy."""
+    with _private_copy(Path(h5)) as copy:
         return {s: {sim.structure.name: sim for sim in read_simulations(copy, spectrum=s)} for s in FEFF_SPECTRA}
+
+
+def campaign_summary(h5: str | os.PathLike) -> dict:
+    """What a simulation file holds, per absorbing metal: finished molecules, failures by error, FEFF seconds.
+
+    Read from a private copy. ``done`` counts molecules with both spectra;
+    ``failed`` maps each error (without the file name) to its count.
+    """
+    import h5py
+
+    out: dict = {}
+    with _private_copy(Path(h5)) as copy, h5py.File(copy, "r") as f:
+        for name, g in f.items():
+            absorber = int(g.attrs.get("absorber", -1))
+            metal = (Structure(name=name, numbers=g["numbers"][()], positions=g["positions"][()]).symbols[absorber]
+                     if "numbers" in g and absorber >= 0 else "?")
+            m = out.setdefault(metal, {"done": 0, "failed": {}, "seconds": 0.0})
+            m["seconds"] += sum(float(v) for k, v in g.attrs.items() if k.startswith("seconds_"))
+            error = g.attrs.get("error", "")
+            error = error.decode() if isinstance(error, bytes) else str(error)
+            if not error and all(s in g for s in FEFF_SPECTRA):
+                m["done"] += 1
+            else:
+                parts = (error or "a spectrum is missing").split(": ")
+                why = ": ".join(parts[1:] if len(parts) > 1 else parts)[:80]  # without the input file's path
+                m["failed"][why] = m["failed"].get(why, 0) + 1
+    return out
 
 
 def export(h5: str | os.PathLike, out: str | os.PathLike = EXTRA_DIR) -> dict[str, dict[str, int]]:
