@@ -140,10 +140,11 @@ def compare(spectrum: str, metals: list[str], fractions: tuple[float, ...]) -> l
 
 
 def n_needed(curve: list[dict], target: float = 1 / 3) -> float | None:
-    """Training-set size at which a power law ``ratio = a n^-b`` through the learning curve reaches ``target``.
+    """Training-set size at which the learning curve's last segment, extended as a power law ``a n^-b``, reaches ``target``.
 
-    ``None`` when the curve does not fall (no extrapolation possible); the
-    size itself when the target is already met.
+    The last two points set the exponent (curves flatten, so this is the
+    less optimistic choice). ``None`` when the curve does not fall there (no
+    extrapolation possible); the size itself when the target is already met.
     """
     n = np.array([c["n_fit"] for c in curve])
     r = np.array([c["ratio"] for c in curve])
@@ -151,10 +152,10 @@ def n_needed(curve: list[dict], target: float = 1 / 3) -> float | None:
         return float(n[-1])
     if len(n) < 2:
         return None
-    slope, icpt = np.polyfit(np.log(n), np.log(r), 1)
+    slope = np.log(r[-1] / r[-2]) / np.log(n[-1] / n[-2])
     if slope >= 0:
         return None
-    return float(np.exp((np.log(target) - icpt) / slope))
+    return float(n[-1] * (target / r[-1]) ** (1 / slope))
 
 
 MARKERS = ("<!-- comparison -->", "<!-- /comparison -->")
@@ -167,8 +168,8 @@ def markdown(report: dict) -> str:
              "mean-spectrum MSE over 5-fold CV on the non-held-out molecules (identical folds for both kinds; one "
              "network per fold). Learning curve: per-element, trained on "
              + ", ".join(f"{f:.0%}" for f in fr) + " of each fold's training part (`n_fit` in brackets). `n for 0.33`: "
-             "the training-set size at which a power law through the learning curve reaches a third of the "
-             "mean-spectrum MSE (a rough extrapolation; `-` where the curve is flat).", "",
+             "the training-set size (per fold) at which the per-element curve's last segment, extended as a power law, "
+             "reaches a third of the mean-spectrum MSE (a rough extrapolation; curves flatten, so it may be optimistic).", "",
              "| metal | spectrum | " + " | ".join(f"per-element {f:.0%}" for f in fr)
              + " | universal (100%) | winner | n for 0.33 |",
              "|---|---|" + "---|" * (len(fr) + 3)]

@@ -51,7 +51,8 @@ def test_shipped_feff_model_says_what_it_is(el, spectrum):
 def test_feff_models_are_small():
     sizes = {p.name: sum(f.stat().st_size for f in p.iterdir()) for p in MODELS_DIR.glob("*-feff")}
     assert len(sizes) == len(SHIPPED)
-    assert sum(sizes.values()) < 12e6, sizes
+    # 14 directories hold the universal networks (one per spectrum, saved once per metal: git keeps one copy)
+    assert sum(sizes.values()) < 14e6, sizes
 
 
 @pytest.mark.parametrize("el,spectrum", SHIPPED)
