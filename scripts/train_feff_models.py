@@ -264,7 +264,8 @@ def train_universal(spectrum: str, ship: list[str], *, out_dir: Path, extra_dir:
     """
     from xanesnet.bundle import Bundle, save_bundle
     from xanesnet.data.dataset import data_hash
-    from xanesnet.pipeline import FLOAT16_TOLERANCE, calibrate, float16_change, half_rounded, model_config, score_predictions
+    from xanesnet.pipeline import FLOAT16_TOLERANCE, float16_change, half_rounded, model_config, score_predictions
+    from xanesnet.uncertainty import calibrate
     from xanesnet.predict import Predictor
     from xanesnet.training import train
 
@@ -306,7 +307,7 @@ def train_universal(spectrum: str, ship: list[str], *, out_dir: Path, extra_dir:
         predictor = Predictor(Bundle(path=None, config=cfg, members=trained.members))
         xv, yv = x[~test][val & (fit_element == metal)], y[~test][val & (fit_element == metal)]
         cfg["uncertainty"] = calibrate(predictor, xv, yv, spread=y[~test & mine].std(0),
-                                       kind=trained.config.training.calibration)
+                                       kind=trained.config.training.calibration, settings=trained.config.uncertainty)
         t = test & mine
         cfg["holdout"] = {"fraction": 0.1, "rule": "sha256(name) mod 1000 < 1000*fraction",
                           "ids": [i for i, tt in zip(ids, t) if tt]}

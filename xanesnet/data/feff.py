@@ -187,7 +187,7 @@ def write_feff_extra(path: str | os.PathLike, molecules: dict[str, list[Simulate
         arrays[f"{s}_omega"] = np.concatenate([sp.energy for sp in specs])
         arrays[f"{s}_mu"] = np.concatenate([sp.intensity for sp in specs])
         arrays[f"{s}_e_fermi"] = np.array([_e_fermi(sp) for sp in specs])
-    from xanesnet.pipeline import write_npz  # the one atomic .npz writer
+    from xanesnet.atomic import write_npz  # the one atomic .npz writer
 
     write_npz(path, **arrays)
 
