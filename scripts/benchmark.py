@@ -227,7 +227,7 @@ class Context:
         results = self.load_results()
         results["machine"] = machine_info()
         results["versions"] = versions()
-        results["commit"] = git_commit() or "unknown"
+        results["commit"] = git_commit() or "unknown"  # the latest run; each section keeps its own in meta
         results.setdefault("sections", {})[name] = result
         write_text(self.results_path, json.dumps(results, indent=1, default=_json_default))
         return results
@@ -249,7 +249,7 @@ def section_meta(ctx: Context, start_load: tuple[float, float, float]) -> dict:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     end_load = os.getloadavg()
     busy = max(start_load[0], end_load[0]) > 0.5 * cores
-    return {"size": ctx.size_name, "settings": dataclasses.asdict(ctx.size), "threads": ctx.threads,
+    return {"size": ctx.size_name, "settings": dataclasses.asdict(ctx.size), "threads": ctx.threads, "commit": git_commit(),
             "when": _dt.datetime.now().isoformat(timespec="seconds"), "command": "python " + " ".join(sys.argv),
             "load_before": list(start_load), "load_after": list(end_load), "cores": cores, "busy": busy}
 
@@ -1410,7 +1410,8 @@ def _load_line(meta: dict) -> str:
     lb, la = meta.get("load_before", [0, 0, 0]), meta.get("load_after", [0, 0, 0])
     state = "**busy machine** (other jobs running; absolute times are inflated, ratios less so)" if meta.get("busy") else "quiet machine"
     smoke = " `--size tiny` is a smoke run on a handful of molecules: its numbers mean nothing." if meta.get("size") == "tiny" else ""
-    return (f"_Measured {meta.get('when', '?')} with `--size {meta.get('size')}`, {state}: load average "
+    commit = f" at commit {meta['commit'][:12]}" if meta.get("commit") else ""
+    return (f"_Measured {meta.get('when', '?')}{commit} with `--size {meta.get('size')}`, {state}: load average "
             f"{lb[0]:.2f} before, {la[0]:.2f} after, on {meta.get('cores')} cores. Command: `{meta.get('command', '')}`.{smoke}_\n")
 
 

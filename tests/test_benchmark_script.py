@@ -22,7 +22,7 @@ def test_benchmark_tiny_writes_report(tmp_path):
     results = json.loads((out / "benchmarks.json").read_text())
     sections = results["sections"]
     assert set(sections) == {"featurize", "predict", "screen", "train", "theory", "smalltrain"}
-    assert results["commit"]
+    assert results["commit"] and all(sec["meta"]["commit"] for sec in sections.values())
     assert results["machine"]["nproc"] >= 1 and results["versions"]["torch"]
     report = (out / "benchmarks.md").read_text()
     assert "## Machine and versions" in report and "## Targets" in report
