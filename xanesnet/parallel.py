@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from xanesnet.errors import XanesnetError
 
@@ -20,6 +21,23 @@ def import_distributed() -> Any:
     except ImportError:
         raise XanesnetError(DASK_HINT) from None
     return distributed
+
+
+@contextmanager
+def dask_client(scheduler: Any) -> Iterator[tuple[Any, int]]:
+    """A Dask client for ``scheduler`` and how many tasks to keep in flight (two per worker thread).
+
+    ``scheduler`` is an address or a cluster object (a client is made and closed
+    here) or a ``distributed.Client`` (used as it is, left open).
+    """
+    distributed = import_distributed()
+    own_client = not isinstance(scheduler, distributed.Client)
+    client = distributed.Client(scheduler) if own_client else scheduler
+    try:
+        yield client, max(1, 2 * sum(client.nthreads().values()))
+    finally:
+        if own_client:
+            client.close()
 
 
 def progress_bar(total: int, enabled: bool, desc: str) -> Any:

@@ -30,7 +30,7 @@ from xanesnet.errors import XanesnetError
 from xanesnet.io.files import ExclusiveLock, check_unique_names
 from xanesnet.io.results import ChunkResult, GroupInfo, ModelRows, ResultStore
 from xanesnet.io.structures import Structure, absorber_sites, find_structure_files, read_structure
-from xanesnet.parallel import import_distributed, progress_bar
+from xanesnet.parallel import dask_client, import_distributed, progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -297,13 +297,10 @@ def _run_pool(chunks: list[list[Path]], request: Request, *, workers: int, **_: 
 
 def _run_dask(chunks: list[list[Path]], request: Request, *, scheduler: Any, **_: Any) -> Iterator[ChunkResult]:
     """Chunks on a Dask cluster (the structures' bytes are sent along), two per worker thread in flight, in order."""
-    distributed = import_distributed()
+    import_distributed()  # the install hint before anything else
     if not chunks:
         return
-    own_client = not isinstance(scheduler, distributed.Client)
-    client = distributed.Client(scheduler) if own_client else scheduler
-    try:
-        slots = max(1, 2 * sum(client.nthreads().values()))
+    with dask_client(scheduler) as (client, slots):
 
         def submit(chunk: list[Path]) -> Any:
             return client.submit(predict_chunk, [(str(p), p.read_bytes()) for p in chunk], request, pure=False)
@@ -315,9 +312,6 @@ def _run_dask(chunks: list[list[Path]], request: Request, *, scheduler: Any, **_
                 future.release()
 
         yield from _in_order(submit, chunks, slots, collect)
-    finally:
-        if own_client:
-            client.close()
 
 
 def _in_order(submit: Callable[[Any], Any], items: list[Any], in_flight: int, collect: Callable[[Any], Any]) -> Iterator[Any]:

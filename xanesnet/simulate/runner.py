@@ -14,7 +14,7 @@ from typing import Any, Iterator
 from xanesnet.errors import XanesnetError
 from xanesnet.io.files import ExclusiveLock, check_unique_names
 from xanesnet.io.structures import Structure, find_structure_files, read_structure
-from xanesnet.parallel import import_distributed, kill_workers, progress_bar, tie_to_parent
+from xanesnet.parallel import dask_client, import_distributed, kill_workers, progress_bar, tie_to_parent
 from xanesnet.simulate import store
 from xanesnet.simulate.feff import FeffSettings, MoleculeResult, _check_spectrum, check_structure, import_feff, simulate_molecule
 
@@ -225,24 +225,13 @@ def _run_pool(todo: list[Job], *, workers: int, absorber: int | str | None, spec
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _import_distributed() -> Any:
-    try:
-        import distributed
-    except ImportError:
-        raise XanesnetError(_DASK_HINT) from None
-    return distributed
-
-
 def _run_dask(todo: list[Job], *, scheduler: Any, absorber: int | str | None, spectrum: str,
               settings: FeffSettings, **_: Any) -> Iterator[tuple[Job, MoleculeResult]]:
     """Yield results as they finish from a Dask cluster, keeping about two jobs per worker thread in flight."""
     distributed = import_distributed()
     if not todo:
         return
-    own_client = not isinstance(scheduler, distributed.Client)
-    client = distributed.Client(scheduler) if own_client else scheduler
-    try:
-        slots = max(1, 2 * sum(client.nthreads().values()))
+    with dask_client(scheduler) as (client, slots):
         jobs = iter(todo)
         keys: dict[str, Job] = {}
 
@@ -269,6 +258,3 @@ def _run_dask(todo: list[Job], *, scheduler: Any, absorber: int | str | None, sp
             new = submit()
             if new is not None:
                 queue.add(new)
-    finally:
-        if own_client:
-            client.close()
