@@ -38,6 +38,7 @@ from train_feff_models import (COMPARISON, DESCRIPTOR, MODEL, ROOT, SPECTRA, TRA
                                UNIVERSAL_TRAINING, commit, load_data, make_config)
 
 from xanesnet.data.dataset import heldout_mask
+from xanesnet.experiments import replace_between
 from xanesnet.io.structures import FIRST_ROW_TM
 
 FOLDS = 5
@@ -188,11 +189,7 @@ def _size(n: float | None) -> str:
 
 
 def write_markdown(report: dict, path: Path) -> None:
-    text = path.read_text()
-    start, end = MARKERS
-    if start in text and end in text:
-        before, rest = text.split(start)
-        path.write_text(before + start + "\n\n" + markdown(report) + "\n\n" + end + rest.split(end, 1)[1])
+    replace_between(path, MARKERS, "\n\n" + markdown(report) + "\n\n")
 
 
 def main() -> None:

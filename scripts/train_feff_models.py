@@ -40,6 +40,7 @@ from xanesnet.data.dataset import heldout_mask, stack_spectra
 from xanesnet.data.feff import EXTRA_DIR, FEFF_SPECTRA, FeffData, live_simulation_file, load_feff
 from xanesnet.descriptors import WACSF, AbsorberElement, descriptor_from_dict, preset
 from xanesnet.errors import XanesnetError
+from xanesnet.experiments import replace_between
 from xanesnet.io.spectra import Spectrum
 from xanesnet.io.structures import FIRST_ROW_TM
 from xanesnet.pipeline import TrainingSet, train_model
@@ -412,11 +413,7 @@ def write_report(rows: list[dict], path: Path, readme: Path | None = ROOT / "REA
         path.write_text("\n".join(lines) + "\n")
     path.with_suffix(".json").write_text(json.dumps({"commit": stamp, "rows": rows}, indent=1) + "\n")
     if readme is not None and len(rows) == len(GRIDS):
-        text = readme.read_text()
-        start, end = README_MARKERS
-        if start in text and end in text:
-            before, rest = text.split(start)
-            readme.write_text(before + start + "\n" + readme_table(rows) + "\n" + end + rest.split(end, 1)[1])
+        replace_between(readme, README_MARKERS, "\n" + readme_table(rows) + "\n")
 
 
 def main() -> None:

@@ -124,3 +124,18 @@ def write_report(path: str | os.PathLike, report: dict[str, Any]) -> Path:
     from xanesnet.atomic import write_json
 
     return write_json(path, {**report, "provenance": stamp()})
+
+
+def replace_between(path: str | os.PathLike, markers: tuple[str, str], body: str) -> bool:
+    """Replace the text between two marker lines of a document (README, docs) with ``body``.
+
+    Returns False, leaving the file alone, where either marker is missing.
+    """
+    path = Path(path)
+    text = path.read_text()
+    start, end = markers
+    if start not in text or end not in text:
+        return False
+    before, rest = text.split(start, 1)
+    path.write_text(before + start + body + end + rest.split(end, 1)[1])
+    return True
