@@ -1,12 +1,12 @@
-"""Add our own finished FEFF10 simulations to data/feff_extra/<Metal>.npz, keeping every molecule already there.
+"""Add our own finished FEFF10 simulations to data/feff_extra (a new <Metal>.<k>.npz each), keeping every file already there.
 
 The live simulation file (``scripts/simulate_tmqm.py`` writes
 ``~/.cache/xanesnet/feff_extra.h5``) grows while FEFF runs; this script takes a
 private snapshot of its finished molecules (both XANES and XES) and merges
-them into the committed copies by name (``xanesnet.data.feff.export``), so a
+the new ones into the committed set by name (``xanesnet.data.feff.export``), so a
 simulation file on a new machine, holding only the latest runs, adds to the
 data set and never shrinks it. Layout of the files: data/feff_extra/README.md;
-read them with ``xanesnet.data.feff.read_feff_extra``.
+read them with ``xanesnet.data.feff.read_extra``.
 
 With ``--summary FILE.json`` it also records what the simulation file holds
 per metal (finished molecules, failures by error, FEFF seconds;

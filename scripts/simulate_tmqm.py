@@ -77,7 +77,7 @@ def round_robin(tmqm: Path, exclude: set[str], seed: int, reserved: range = rang
 
 
 def exported(extra_dir: Path) -> set[str]:
-    """Names already simulated and committed (``data/feff_extra/<Metal>.npz``): no need to run them again."""
+    """Names already simulated and committed (``data/feff_extra/<Metal>[.<k>].npz``): no need to run them again."""
     names: set[str] = set()
     for path in sorted(extra_dir.glob("*.npz")):
         with np.load(path, allow_pickle=False) as d:

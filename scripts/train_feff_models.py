@@ -5,7 +5,7 @@ Data, per metal and spectrum (``xanesnet.data.feff.load_feff``), merged by name 
 - ``feff_3d`` and ``feff_3d_more`` (``../shared/data``, ~86 + 105 complexes per
   metal, FEFF10 ``xmu.dat``), paired by file name;
 - our own FEFF10 runs on further tmQM complexes (``xanesnet simulate``, same
-  cards), from the committed copy ``data/feff_extra/<Metal>.npz`` (see
+  cards), from the committed copy ``data/feff_extra/<Metal>[.<k>].npz`` (see
   ``scripts/export_feff_extra.py``) and, with ``--live``, also the live
   simulation file.
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import shared_data
 
-from xanesnet.data.feff import EXTRA_DIR, FEFF_SPECTRA, campaign_summary, export, load_feff, read_feff_dir, read_feff_extra, write_feff_extra
+from xanesnet.data.feff import EXTRA_DIR, FEFF_SPECTRA, campaign_summary, export, extra_files, load_feff, read_extra, read_feff_dir, read_feff_extra, write_feff_extra
 from xanesnet.errors import XanesnetError
 from xanesnet.io.structures import FIRST_ROW_TM, Structure
 from xanesnet.simulate.feff import XMU_COLUMNS, MoleculeResult
@@ -47,12 +47,17 @@ def test_export_adds_new_molecules_and_keeps_the_committed_ones(tmp_path):
     h5 = simulation_file(tmp_path / "first.h5", {"AAA": 1.0, "BBB": 2.0}, merged=True)
     assert export(h5, out) == {"Zn": {"kept": 0, "added": 2, "total": 2}}
     committed = {s.structure.name: s for s in read_feff_extra(out / "Zn.npz", "xes")}
+    first_bytes = (out / "Zn.npz").read_bytes()
     # a new machine: the simulation file holds only the latest runs (and one molecule again, recomputed differently),
     # some still in unmerged parts
     h5b = simulation_file(tmp_path / "second.h5", {"BBB": 5.0, "CCC": 3.0}, merged=False)
     assert export(h5b, out) == {"Zn": {"kept": 2, "added": 1, "total": 3}}
+    # the committed file is left byte for byte; the new molecule goes into a shard of its own
+    assert (out / "Zn.npz").read_bytes() == first_bytes
+    assert extra_files(out, "Zn") == [out / "Zn.npz", out / "Zn.1.npz"]
+    assert [s.structure.name for s in read_feff_extra(out / "Zn.1.npz", "xanes")] == ["CCC"]
     for spectrum in FEFF_SPECTRA:
-        sims = {s.structure.name: s for s in read_feff_extra(out / "Zn.npz", spectrum)}
+        sims = {s.structure.name: s for s in read_extra(out, "Zn", spectrum)}
         assert sorted(sims) == ["AAA", "BBB", "CCC"]
         np.testing.assert_array_equal(sims["BBB"].spectrum.intensity, committed["BBB"].spectrum.intensity)  # kept
         np.testing.assert_allclose(sims["CCC"].spectrum.intensity, fake_table(9660.0, 3.0)[:, 3])
@@ -60,7 +65,11 @@ def test_export_adds_new_molecules_and_keeps_the_committed_ones(tmp_path):
         np.testing.assert_allclose(sims["CCC"].structure.positions, zncl4("CCC").positions)
         assert sims["CCC"].structure.charge == -2.0 and sims["CCC"].structure.spin is None
     assert not list(out.glob(".*"))  # no temporary files left
-    assert export(h5b, out)["Zn"]["added"] == 0  # nothing new: the file is left as it is
+    assert export(h5b, out)["Zn"]["added"] == 0  # nothing new: no file is written
+    assert extra_files(out, "Zn") == [out / "Zn.npz", out / "Zn.1.npz"]
+    h5c = simulation_file(tmp_path / "third.h5", {"DDD": 1.0}, merged=True)
+    assert export(h5c, out) == {"Zn": {"kept": 3, "added": 1, "total": 4}}
+    assert extra_files(out, "Zn")[-1] == out / "Zn.2.npz"
 
 
 def test_export_round_trips_the_raw_feff_output(tmp_path):
@@ -89,7 +98,7 @@ def test_missing_simulation_file_is_a_clear_error(tmp_path):
 def test_committed_runs_read_for_every_metal():
     for metal in FIRST_ROW_TM:
         for spectrum in FEFF_SPECTRA:
-            sims = read_feff_extra(EXTRA_DIR / f"{metal}.npz", spectrum)
+            sims = read_extra(EXTRA_DIR, metal, spectrum)
             assert len(sims) >= 60
             assert all(s.structure.symbols[s.absorber] == metal for s in sims)
             assert all(np.all(np.diff(s.spectrum.energy) > 0) for s in sims)

@@ -7,13 +7,15 @@ with the Fermi level in ``spectrum.meta["e_fermi"]``):
 - the shared sets ``feff_3d`` and ``feff_3d_more`` (``../shared/data``, or
   ``$XANESNET_SHARED_DATA``): ``<Metal>/xyz/<name>.xyz`` with
   ``<Metal>/{xanes,xes}/<name>.dat`` (FEFF ``xmu.dat``), paired by name;
-- our own runs, committed as ``data/feff_extra/<Metal>.npz``
-  (:func:`read_feff_extra`; layout in that directory's README), written by
-  :func:`export` from a snapshot of the live simulation file.
+- our own runs, committed as ``data/feff_extra/<Metal>.npz`` and one shard
+  ``<Metal>.<k>.npz`` per later export (:func:`read_extra`; layout in that
+  directory's README), written by :func:`export` from a snapshot of the live
+  simulation file.
 
-:func:`export` merges: a molecule already in the committed file stays as it
-is, new ones from the simulation file are added (union by name), so a
-simulation file that holds only the latest runs never loses older ones.
+:func:`export` only adds: molecules already committed stay as they are (their
+files are never rewritten), and the new ones from the simulation file go into
+a new shard, so a simulation file that holds only the latest runs never loses
+older ones, and each export adds only its own molecules to the history.
 """
 
 from __future__ import annotations
@@ -119,8 +121,8 @@ def load_feff(metal: str, spectrum: str, *, shared: str | os.PathLike | None = N
         sims, skipped = read_feff_dir(shared / name, metal, spectrum)
         data.by_source[name] = sims
         data.skipped += [(f"{name}:{n}", why) for n, why in skipped]
-    if extra_dir is not None and (Path(extra_dir) / f"{metal}.npz").is_file():
-        data.by_source["feff_extra"] = read_feff_extra(Path(extra_dir) / f"{metal}.npz", spectrum)
+    if extra_dir is not None and extra_files(extra_dir, metal):
+        data.by_source["feff_extra"] = read_extra(extra_dir, metal, spectrum)
     if live is not None:
         data.by_source["live"] = [s for s in snapshot(Path(live))[spectrum].values()
                                   if s.structure.symbols[s.absorber] == metal]
@@ -130,8 +132,21 @@ def load_feff(metal: str, spectrum: str, *, shared: str | os.PathLike | None = N
 # --------------------------------------------------------------------------- our own runs (data/feff_extra)
 
 
+def extra_files(extra_dir: str | os.PathLike, metal: str) -> list[Path]:
+    """``<metal>.npz`` and the later exports' shards ``<metal>.<k>.npz`` in ``extra_dir``, in the order written."""
+    extra_dir = Path(extra_dir)
+    shards = {int(p.name.split(".")[1]): p for p in extra_dir.glob(f"{metal}.*.npz") if p.name.split(".")[1].isdigit()}
+    first = extra_dir / f"{metal}.npz"
+    return ([first] if first.is_file() else []) + [shards[k] for k in sorted(shards)]
+
+
+def read_extra(extra_dir: str | os.PathLike, metal: str, spectrum: str) -> list[SimulatedSpectrum]:
+    """Every exported molecule of ``metal`` (all of its files in ``extra_dir``) with its raw ``spectrum``."""
+    return [sim for path in extra_files(extra_dir, metal) for sim in read_feff_extra(path, spectrum)]
+
+
 def read_feff_extra(path: str | os.PathLike, spectrum: str) -> list[SimulatedSpectrum]:
-    """The molecules of one exported ``<Metal>.npz`` with their raw ``spectrum`` (``xanes`` or ``xes``)."""
+    """One exported file (``<Metal>.npz`` or a shard ``<Metal>.<k>.npz``): its molecules with their raw ``spectrum``."""
     _check_spectrum(spectrum)
     path = Path(path)
     try:
@@ -260,11 +275,14 @@ def campaign_summary(h5: str | os.PathLike) -> dict:
 
 
 def export(h5: str | os.PathLike, out: str | os.PathLike = EXTRA_DIR) -> dict[str, dict[str, int]]:
-    """Add the finished molecules of a simulation file to ``out/<Metal>.npz``, keeping every molecule already there.
+    """Add the finished molecules of a simulation file to ``out``, keeping every molecule (and file) already there.
 
     A molecule counts as finished when both its XANES and XES succeeded. A
-    name already in the committed file keeps its committed spectra. Returns
-    ``{metal: {"kept": n, "added": n, "total": n}}`` for every metal written.
+    name already exported keeps its committed spectra; the new names of a
+    metal go into a new file, ``<Metal>.npz`` for the first export and
+    ``<Metal>.<k>.npz`` (k = 1, 2, ...) for later ones, so no committed file is
+    ever rewritten. Returns ``{metal: {"kept": n, "added": n, "total": n}}``
+    for every metal that has exported molecules.
     """
     h5, out = Path(h5), Path(out)
     sims = snapshot(h5)
@@ -275,15 +293,17 @@ def export(h5: str | os.PathLike, out: str | os.PathLike = EXTRA_DIR) -> dict[st
         new[sim.structure.symbols[sim.absorber]].append(name)
     counts = {}
     for metal in FIRST_ROW_TM:
-        path = out / f"{metal}.npz"
-        old = {s: read_feff_extra(path, s) for s in FEFF_SPECTRA} if path.is_file() else {s: [] for s in FEFF_SPECTRA}
-        have = {m.structure.name for m in old["xanes"]}
+        files = extra_files(out, metal)
+        have: set[str] = set()
+        for path in files:
+            with np.load(path, allow_pickle=False) as d:
+                have.update(str(n) for n in d["ids"])
         added = [n for n in new.get(metal, []) if n not in have]
         if not added:
-            if old["xanes"]:
+            if have:
                 counts[metal] = {"kept": len(have), "added": 0, "total": len(have)}
             continue
-        meta = json.loads(str(np.load(path)["meta"])) if path.is_file() else {}
+        meta = json.loads(str(np.load(files[0])["meta"])) if files else {}
         first = {s: sims[s][added[0]].spectrum.meta for s in FEFF_SPECTRA}
         meta.update({"what": f"FEFF10 K-edge XANES and K-beta XES of {metal} complexes from tmQM, simulated by xanesnet",
                      "feff_version": meta.get("feff_version") or first["xanes"].get("feff_version", ""),
@@ -296,8 +316,9 @@ def export(h5: str | os.PathLike, out: str | os.PathLike = EXTRA_DIR) -> dict[st
             if theirs and meta[key] and theirs != meta[key]:
                 raise XanesnetError(f"{metal}: the simulation file's {key} differs from the exported runs'; "
                                     "export them to another directory", path=h5)
-        merged = {s: old[s] + [sims[s][n] for n in added] for s in FEFF_SPECTRA}
-        write_feff_extra(path, merged, meta)
+        path = out / (f"{metal}.{int(files[-1].name.split('.')[1]) + 1 if len(files) > 1 else 1}.npz" if files
+                      else f"{metal}.npz")
+        write_feff_extra(path, {s: [sims[s][n] for n in added] for s in FEFF_SPECTRA}, meta)
         counts[metal] = {"kept": len(have), "added": len(added), "total": len(have) + len(added)}
         logger.info("%s: kept %d, added %d molecules -> %s", metal, len(have), len(added), path)
     return counts
