@@ -1096,50 +1096,106 @@ def bench_train(ctx: Context) -> dict:
 # --------------------------------------------------------------------------------------------------
 # 4. theory vs ML
 # --------------------------------------------------------------------------------------------------
+SMALLTRAIN_SEEDS = (0, 1, 2)
+SMALLTRAIN_EXTERNAL = 500  # Fe complexes outside the sample (and outside the Fe model's held-out 10%) to score on
+
+
 def bench_smalltrain(ctx: Context) -> dict:
-    """Default training on the 99-molecule sample: the data-size rules vs the former fixed defaults, alternating."""
+    """Default training on the 99-molecule sample: the data-size rules vs the former fixed defaults, three seeds.
+
+    Accuracy is scored twice: on the sample's own held-out 10% (9 molecules, as
+    ``xanesnet train --holdout 0.1`` reports it) and, because 9 molecules cannot
+    tell two settings apart, on 500 further Fe complexes of the full FDMNES set
+    that neither setting saw nor was chosen on (outside the sample and outside
+    the Fe model's held-out 10%). The wall time of the real command (a fresh
+    ``xanesnet train`` process: import, featurisation, training, saving) is
+    measured for the default rules, one run per seed.
+    """
     sample = ctx.shared / "fe_k_fdmnes_sample"
     if not (sample / "xyz").is_dir():
         raise SectionSkipped(f"the Fe sample {sample} is not here (expected ../shared/data beside the repository)")
+    import resource
+    import subprocess
+
     import torch
 
     from xanesnet.config import Config
+    from xanesnet.data.dataset import heldout_mask
+    from xanesnet.experiments import fe_data_dir
     from xanesnet.pipeline import build_training_set, train_model
+    from xanesnet.predict import Predictor
 
+    archive = ctx.shared / "fe_k_fdmnes_train.tar.gz"
+    if not archive.is_file():
+        raise SectionSkipped(f"the full Fe set {archive} is not here (expected ../shared/data beside the repository)")
     data = build_training_set(sample / "xyz", sample / "xanes", Config(), cache=ctx.work / "sample_features.h5")
+    full = fe_data_dir(archive)
+    stems = sorted(p.stem for p in (full / "xyz").glob("*.xyz"))
+    outside = [n for n, held in zip(stems, heldout_mask(stems, 0.1)) if not held and n not in set(data.ids)]
+    seeds = SMALLTRAIN_SEEDS if not ctx.size.epochs else SMALLTRAIN_SEEDS[:1]  # a smoke run: one seed, a few epochs
+    n_external = SMALLTRAIN_EXTERNAL if not ctx.size.epochs else 40
+    chosen = [outside[i] for i in np.random.default_rng(0).choice(len(outside), n_external, replace=False)]
+    ext_dir = ctx.work / "smalltrain_external"
+    for sub, src, suffix in (("xyz", "xyz", ".xyz"), ("xanes", "xanes_conv", ".txt")):
+        (ext_dir / sub).mkdir(parents=True, exist_ok=True)
+        for name in chosen:
+            link = ext_dir / sub / f"{name}{suffix}"
+            if not link.exists():
+                link.symlink_to(full / src / f"{name}{suffix}")
+    external = build_training_set(ext_dir / "xyz", ext_dir / "xanes", Config(), cache=ctx.work / "external_features.h5")
     threads = torch.get_num_threads()
     contenders = {"data-size rules (default)": {}, "previous fixed defaults": PREVIOUS_TRAINING_DEFAULTS}
     runs: dict[str, list[dict]] = {name: [] for name in contenders}
-    repeats = 1  # the former defaults take minutes on a busy machine; the ensemble is deterministic for a seed
-    for r in range(repeats):
-        for name in (list(contenders) if r % 2 == 0 else list(contenders)[::-1]):
-            cfg = Config(seed=0)
+    for seed in seeds:
+        for name in (list(contenders) if seed % 2 == 0 else list(contenders)[::-1]):
+            cfg = Config(seed=seed)
             for key, value in contenders[name].items():
                 setattr(cfg.training, key, value)
             if ctx.size.epochs:  # a smoke run: a few epochs of one member
                 cfg.training.epochs, cfg.training.ensemble = ctx.size.epochs, 1
             torch.set_num_threads(threads)
-            log("smalltrain", f"{name}, repeat {r + 1}")
+            log("smalltrain", f"{name}, seed {seed}")
+            out = ctx.work / "smalltrain" / f"seed{seed}_{abs(hash(name)) % 1000}"
             wall, cpu = time.perf_counter(), time.process_time()
-            saved = train_model(data, cfg, ctx.work / "smalltrain" / f"m{len(runs[name])}_{abs(hash(name)) % 1000}",
-                                holdout=0.1, progress=False)
+            saved = train_model(data, cfg, out, holdout=0.1, progress=False)
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
             m = saved["holdout_metrics"]
-            runs[name].append({"wall_s": wall, "cpu_s": cpu, "heldout_mse": m["mse"], "heldout_rse": m["rse"],
+            pred = Predictor.from_bundle(out).predict_features(external.x, ids=external.ids)
+            runs[name].append({"seed": seed, "wall_s": wall, "cpu_s": cpu, "heldout_mse": m["mse"], "heldout_rse": m["rse"],
                                "n_heldout": m["n"], "n_train": saved["n_train"],
+                               "external_mse": float(np.mean((pred.mean - external.y) ** 2)),
                                "epochs_run": [h["epochs_run"] for h in saved["history"]],
                                "training": {k: saved["training"][k] for k in ("batch_size", "patience", "val_fraction", "threads")}})
     torch.set_num_threads(threads)
+    command = [shutil.which("xanesnet") or "xanesnet", "train", "--xyz", str(sample / "xyz"), "--spectra", str(sample / "xanes"), "--holdout", "0.1",
+               "--no-progress"]
+    cli = []
+    for seed in seeds if not ctx.size.epochs else ():
+        log("smalltrain", f"the command itself, seed {seed}")
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        wall = time.perf_counter()
+        subprocess.run([*command, "--seed", str(seed), "--out", str(ctx.work / "smalltrain" / f"cli{seed}")],
+                       check=True, capture_output=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cli.append({"seed": seed, "wall_s": time.perf_counter() - wall,
+                    "cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)})
     new, old = runs["data-size rules (default)"], runs["previous fixed defaults"]
-    return {"data": "Fe FDMNES sample (fe_k_fdmnes_sample), held-out 10% by name hash", "n_molecules": len(data.ids),
+    return {"data": "Fe FDMNES sample (fe_k_fdmnes_sample), held-out 10% by name hash; external: "
+                    f"{n_external} further Fe complexes of the full set (seed-0 draw outside the sample and "
+                    "outside the full set's held-out 10%)",
+            "n_molecules": len(data.ids), "n_external": len(external.ids), "seeds": list(seeds),
             "command": "xanesnet train --xyz ../shared/data/fe_k_fdmnes_sample/xyz --spectra "
-                       "../shared/data/fe_k_fdmnes_sample/xanes --holdout 0.1 --seed 0 --out MODEL",
-            "torch_default_threads": threads, "repeats": repeats, "runs": runs,
+                       "../shared/data/fe_k_fdmnes_sample/xanes --holdout 0.1 --seed SEED --out MODEL",
+            "torch_default_threads": threads, "runs": runs, "cli": cli,
+            "cli_wall_s_median": median([c["wall_s"] for c in cli]) if cli else None,
+            "cli_cpu_s_median": median([c["cpu_s"] for c in cli]) if cli else None,
             "wall_s_median": {k: median([r["wall_s"] for r in v]) for k, v in runs.items()},
             "cpu_s_median": {k: median([r["cpu_s"] for r in v]) for k, v in runs.items()},
             "wall_ratio_new_over_old": median([a["wall_s"] / b["wall_s"] for a, b in zip(new, old)]),
             "cpu_ratio_new_over_old": median([a["cpu_s"] / b["cpu_s"] for a, b in zip(new, old)]),
-            "heldout_mse": {k: v[0]["heldout_mse"] for k, v in runs.items()}}
+            "heldout_mse": {k: float(np.mean([r["heldout_mse"] for r in v])) for k, v in runs.items()},
+            "external_mse": {k: float(np.mean([r["external_mse"] for r in v])) for k, v in runs.items()},
+            "external_ratio_new_over_old": [a["external_mse"] / b["external_mse"] for a, b in zip(new, old)]}
 
 
 def read_feff_index(path: Path) -> dict[str, dict]:
@@ -1463,23 +1519,31 @@ _TITLES = {"featurize": "1. Featurisation", "predict": "2. Prediction", "screen"
 
 
 def _md_smalltrain(res: dict, out: Path) -> list[str]:
+    old_threads = res["runs"]["previous fixed defaults"][0]["training"]["threads"]
     lines = [f"## {_TITLES['smalltrain']}", "", _load_line(res.get("meta", {})),
              f"`{res['command']}` ({res['n_molecules']} molecules with spectra; the default network and ensemble): the "
              "defaults now scale with the data size (`TrainingSettings.for_size`: batch size, patience, validation share, "
-             f"threads) against the former fixed defaults (batch 64, patience 50, 10% validation, "
-             f"{res['runs']['previous fixed defaults'][0]['training']['threads']} threads: torch's default, one per core), "
-             f"{res['repeats']} run(s) each, taking turns. Held-out MSE is on "
-             "the same held-out molecules (seed 0; the ensemble is deterministic for a seed, so repeats differ only in time).",
-             "", "| settings | batch | patience | validation | threads | wall s (median) | CPU s (median) | epochs per member | "
-             "held-out MSE |", "|---|---|---|---|---|---|---|---|---|"]
+             f"threads) against the former fixed defaults (batch 64, patience 50, 10% validation, {old_threads} threads: "
+             f"torch's default, one per core), seeds {', '.join(map(str, res['seeds']))}, taking turns, in one process. "
+             "Accuracy is the MSE on the sample's own held-out 10% "
+             f"({res['runs']['previous fixed defaults'][0]['n_heldout']} molecules, too few to tell settings apart) and on "
+             f"{res['n_external']} further Fe complexes of the full FDMNES set that neither setting saw and nothing was "
+             "chosen on (outside the sample and outside the Fe model's held-out 10%).",
+             "", "| settings | batch | patience | validation | threads | wall s (median) | CPU s (median) | epochs per member "
+             "(first seed) | held-out MSE (mean) | external MSE (mean of seeds) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, runs in res["runs"].items():
         t = runs[0]["training"]
         lines.append(f"| {name} | {t['batch_size']} | {t['patience']} | {t['val_fraction']:.3f} | {t['threads'] or 'default'} | "
                      f"{res['wall_s_median'][name]:.1f} | {res['cpu_s_median'][name]:.1f} | {runs[0]['epochs_run']} | "
-                     f"{runs[0]['heldout_mse']:.4g} |")
-    lines += ["", f"Per-pair ratios (median): wall {res['wall_ratio_new_over_old']:.2f}x, CPU {res['cpu_ratio_new_over_old']:.2f}x "
-                  f"the former defaults. The held-out set has {res['runs']['previous fixed defaults'][0]['n_heldout']} "
-                  "molecules; one seed: read the MSE with that in mind."]
+                     f"{res['heldout_mse'][name]:.4g} | {res['external_mse'][name]:.4g} |")
+    ratios = ", ".join(f"{r:.3f}" for r in res["external_ratio_new_over_old"])
+    lines += ["", f"Per-seed ratios (median): wall {res['wall_ratio_new_over_old']:.2f}x, CPU "
+                  f"{res['cpu_ratio_new_over_old']:.2f}x the former defaults; external MSE, new / former, per seed: {ratios}."]
+    if res.get("cli"):
+        walls = ", ".join(f"{c['wall_s']:.1f}" for c in res["cli"])
+        lines += ["", f"The command itself (a fresh process: import, featurisation of the {res['n_molecules']} molecules, "
+                      f"training, calibration, saving), default rules: {res['cli_wall_s_median']:.1f} s wall median "
+                      f"({walls} s for the seeds), {res['cli_cpu_s_median']:.1f} s CPU."]
     return lines + [""]
 
 
@@ -1541,14 +1605,15 @@ def _target_rows(sec: dict) -> list[str]:
             rows.append(f"| same, ours capped at {t.get('capped_epochs')} epochs | MSE ratio {cm:.2f}, time ratio {ct:.2f} | "
                         f"{_yes(cm < 1 and ct <= TARGETS['train_time_ratio'])} |")
     st = sec.get("smalltrain", {})
-    if "runs" in st:
+    if "external_mse" in st:
         name, old = "data-size rules (default)", "previous fixed defaults"
-        wall, cpu = st["wall_s_median"][name], st["cpu_s_median"][name]
-        mse, mse_old = st["heldout_mse"][name], st["heldout_mse"][old]
+        wall = st["cli_wall_s_median"] if st.get("cli_wall_s_median") is not None else st["wall_s_median"][name]
+        mse, mse_old = st["external_mse"][name], st["external_mse"][old]
         ok = wall <= TARGETS["small_train_s"] and mse <= mse_old
         rows.append(f"| default `xanesnet train` on the 99-molecule sample in <= {TARGETS['small_train_s']:.0f} s, held-out MSE no "
-                    f"worse than the former defaults | {wall:.1f} s wall ({cpu:.1f} s CPU; former defaults "
-                    f"{st['wall_s_median'][old]:.1f} s), MSE {mse:.3g} vs {mse_old:.3g} (size {st.get('meta', {}).get('size')}) | "
+                    f"worse than the former defaults | {wall:.1f} s wall for the command (former defaults: "
+                    f"{st['wall_s_median'][old]:.1f} s to train), MSE on {st['n_external']} unseen Fe complexes {mse:.3g} vs "
+                    f"{mse_old:.3g} (mean of {len(st['seeds'])} seeds; size {st.get('meta', {}).get('size')}) | "
                     f"{_yes(ok)}{_small_train_why(wall, mse, mse_old)} |")
     if not rows:
         rows.append("| (no section run yet) | | |")
