@@ -90,3 +90,16 @@ def test_reports_are_stamped_with_the_commit_they_came_from(tmp_path):
         report = json.loads(path.read_text())
         if isinstance(report, dict) and "provenance" in report:
             assert report["provenance"]["commit"], path
+
+
+def test_every_report_in_docs_names_the_commit_it_came_from():
+    """Each JSON report under docs/ records a commit: top-level ``commit`` or ``provenance.commit``; the benchmark
+    report also per section (sections are re-run one at a time)."""
+    import re
+
+    for path in sorted(ROOT.glob("docs/*.json")):
+        report = json.loads(path.read_text())
+        commit = report.get("commit") or (report.get("provenance") or {}).get("commit")
+        assert commit and re.match(r"[0-9a-f]{7,40}", commit), f"{path.name} records no commit"
+        for name, section in report.get("sections", {}).items() if path.name == "benchmarks.json" else ():
+            assert section.get("meta", {}).get("commit"), f"{path.name}: section {name} records no commit"
