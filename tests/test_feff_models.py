@@ -133,15 +133,9 @@ def test_absorber_outside_ti_zn_needs_a_model(tmp_path, capsys, absorber, elemen
 
 def test_example_references_are_of_the_example_molecules_and_the_check_scores_them(tmp_path):
     """The committed FEFF10 runs of data/examples are of exactly those geometries; the check scores each one it can."""
-    import sys
-
-    from conftest import ROOT
-
+    from xanesnet.analysis import examples as check_examples
     from xanesnet.io.structures import find_structure_files, read_structure
     from xanesnet.simulate.store import read_simulations
-
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import check_examples
 
     examples = {p.stem: read_structure(p) for p in find_structure_files([EXAMPLES])}
     for spectrum in ("xanes", "xes"):

@@ -1,17 +1,15 @@
-"""docs/transfer.md is in step with docs/transfer.json (both from scripts/transfer_fe.py), and the curves are complete."""
+"""docs/transfer.md is in step with docs/transfer.json (both from scripts/transfer_fe.py, rendered by
+xanesnet.analysis.transfer), and the curves are complete."""
 
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 
 from conftest import ROOT
 
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import transfer_fe  # noqa: E402
+from xanesnet.analysis import transfer as transfer_fe
 
 
 def test_report_tables_come_from_the_json():
