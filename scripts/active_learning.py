@@ -7,7 +7,7 @@ with their real FDMNES spectra, retrain, and compare the error on a fixed
 evaluation set.
 
 Data: the 4,079 Fe complexes without the held-out 10% (never used here). The
-fixed validation split of ``scripts/model_selection.py`` (10%, seed 12345) is
+fixed validation split of ``xanesnet.experiments.fixed_splits`` (10%, seed 12345) is
 the evaluation set; from the rest, ``--start`` molecules drawn at random are
 labelled and the others form the pool. The starting model is an ensemble of 5
 (the shipped configuration); each strategy's picks are then scored by
@@ -23,16 +23,15 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import time
 from pathlib import Path
 
 import numpy as np
-from xanesnet.experiments import cache_dir, fe_data_dir
+from xanesnet.experiments import cache_dir, fe_data_dir, fixed_splits, write_report as stamped_report
 
 from xanesnet.analysis.metrics import evaluate_spectra
+from xanesnet.atomic import write_text
 from xanesnet.config import Config
-from xanesnet.data.dataset import heldout_mask
 from xanesnet.descriptors import descriptor_from_dict
 from xanesnet.pipeline import build_training_set, calibrated_predictor, model_config
 from xanesnet.predict import Predictor
@@ -58,11 +57,9 @@ def main() -> None:
     base = Config(seed=0)
     data_dir = fe_data_dir()
     data = build_training_set(data_dir / "xyz", data_dir / "xanes_conv", base, cache=cache_dir() / "features.h5")
-    keep = ~heldout_mask(data.ids)  # the held-out test is never used here
-    x, y = data.x[keep], data.y[keep]
-    perm = np.random.default_rng(12345).permutation(len(x))
-    n_eval = len(x) // 10
-    evaluation, rest = np.sort(perm[:n_eval]), perm[n_eval:]
+    splits = fixed_splits(data.ids)  # the held-out test is never used here
+    x, y = data.x, data.y
+    evaluation, rest = np.flatnonzero(splits.validation), np.flatnonzero(splits.fit)
     names = descriptor_from_dict(base.descriptor).feature_names
 
     def fit(rows: np.ndarray, config: Config) -> tuple[Predictor, float]:
@@ -156,10 +153,8 @@ def write_report(args, experiments: list[dict], n_eval: int) -> None:
               "Strategies (`xanesnet.uncertainty.SELECTION_STRATEGIES`, `xanesnet select --strategy`):", ""]
     for name, strategy in SELECTION_STRATEGIES.items():
         lines.append(f"- `{name}`: {(strategy.__doc__ or '').strip().splitlines()[0]}")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "active_learning.md").write_text("\n".join(lines) + "\n")
-    (out / "active_learning.json").write_text(json.dumps({"batch": args.batch, "seeds": args.seeds,
-                                                          "experiments": experiments}, indent=1))
+    write_text(out / "active_learning.md", "\n".join(lines) + "\n")
+    stamped_report(out / "active_learning.json", {"batch": args.batch, "seeds": args.seeds, "experiments": experiments})
     print("\n".join(lines))
 
 

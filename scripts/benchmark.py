@@ -190,7 +190,9 @@ class Context:
     def _resolve_model(self) -> tuple[Path, dict]:
         if self.args.model:
             return Path(self.args.model), {"shipped": False, "cli_default": False, "note": "given with --model"}
-        shipped = Path(os.environ.get("XANESNET_MODELS", ROOT / "models")) / "fe-k-xanes"
+        from xanesnet.resources import models_dir
+
+        shipped = models_dir() / "fe-k-xanes"
         if (shipped / "config.json").is_file():
             # named by the commit it shipped with: a later retraining must not turn these numbers into the new model's
             sha = json.loads((shipped / "config.json").read_text()).get("model_sha256")

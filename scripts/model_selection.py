@@ -1,7 +1,7 @@
 """Compare descriptor and target variants on a fixed validation split of the Fe data (never the held-out test).
 
 The held-out 10% (by name hash) is removed first and never looked at; the
-rest is split once (seed 12345) into 90% for fitting and 10% for selection.
+rest is split once (``xanesnet.experiments.fixed_splits``: seed 12345) into 90% for fitting and 10% for selection.
 Each variant is trained with several seeds; the table of validation MSE
 (mean and spread), main-peak error and fit time goes to docs/model_selection.md.
 
@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from xanesnet.experiments import ROOT, cache_dir, fe_data_dir
+from xanesnet.experiments import ROOT, cache_dir, fe_data_dir, fixed_splits, git_commit
 
 from xanesnet.analysis.metrics import evaluate_spectra
+from xanesnet.atomic import write_text
 from xanesnet.config import Config, TrainingSettings
-from xanesnet.data.dataset import heldout_mask
 from xanesnet.descriptors import WACSF, preset
 from xanesnet.bundle import Bundle
 from xanesnet.descriptors import descriptor_from_dict
@@ -96,11 +96,9 @@ def main() -> None:
     results = {}
     for name, base in chosen.items():
         data = build_training_set(data_dir / "xyz", data_dir / "xanes_conv", base, cache=cache_dir() / "features.h5")
-        keep = ~heldout_mask(data.ids)  # the held-out test is never used here
-        x, y = data.x[keep], data.y[keep]
-        perm = np.random.default_rng(12345).permutation(len(x))
-        n_sel = len(x) // 10
-        sel, fit = np.sort(perm[:n_sel]), np.sort(perm[n_sel:])
+        splits = fixed_splits(data.ids)  # the held-out test is never used here
+        x, y = data.x, data.y
+        sel, fit = np.flatnonzero(splits.validation), np.flatnonzero(splits.fit)
         rows = []
         for seed in range(args.seeds):
             cfg = copy.deepcopy(base)
@@ -128,7 +126,8 @@ def preset_names(config: Config) -> list[str]:
 def write_report(results: dict, out: Path, n_features: dict) -> None:
     base = np.mean([r["mse"] for r in results.get("plain-2021/none", [])]) if "plain-2021/none" in results else None
     lines = ["# Model selection on the Fe K-edge data", "",
-             "Fixed validation split (10% of the non-held-out data, seed 12345); the held-out test 10% is never used.",
+             "Fixed validation split (10% of the non-held-out data, seed 12345); the held-out test 10% is never used. "
+             f"Commit: `{(git_commit() or 'unknown')[:12]}`.",
              "Each variant trained with seeds 0..N-1; MSE on the intensity scale of the convolved FDMNES spectra.", "",
              "| variant | features | val MSE (mean ± sd) | vs plain-2021/none | median peak error (eV) | fit time (s) |",
              "|---|---|---|---|---|---|"]
@@ -138,8 +137,7 @@ def write_report(results: dict, out: Path, n_features: dict) -> None:
         lines.append(f"| {name} | {n_features[name]} | {mse.mean():.3e} ± {mse.std():.1e} | {ratio} | "
                      f"{np.mean([r['peak_ev_median'] for r in rows]):.3f} | {np.mean([r['seconds'] for r in rows]):.0f} |")
     lines += ["", "Raw results:", "", "```json", json.dumps(results, indent=1), "```", ""]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines))
+    write_text(out, "\n".join(lines))
     print(f"wrote {out}")
 
 

@@ -16,7 +16,8 @@ import json
 
 import numpy as np
 
-from xanesnet.experiments import ROOT, cache_dir, fe_data_dir
+from xanesnet.atomic import write_text
+from xanesnet.experiments import ROOT, cache_dir, fe_data_dir, write_report
 
 from xanesnet.config import Config
 from xanesnet.data.dataset import heldout_mask
@@ -62,8 +63,8 @@ def main() -> None:
         m = report[name]["vs_convolved_references"]
         lines.append(f"| {name} | {m['mse']:.3e} | {m['rse']:.4f} | {m['peak_position_error_ev_mean']:.2f} / "
                      f"{m['peak_position_error_ev_median']:.2f} | {report[name]['train_seconds']:.0f} |")
-    (ROOT / "docs" / "raw_vs_convolved.md").write_text("\n".join(lines) + "\n")
-    (ROOT / "docs" / "raw_vs_convolved.json").write_text(json.dumps(report, indent=1))
+    write_text(ROOT / "docs" / "raw_vs_convolved.md", "\n".join(lines) + "\n")
+    write_report(ROOT / "docs" / "raw_vs_convolved.json", report)
 
 
 if __name__ == "__main__":

@@ -17,9 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from xanesnet.experiments import ROOT, cache_dir, fe_data_dir
+from xanesnet.experiments import ROOT, cache_dir, fe_data_dir, write_report
 
-from xanesnet.analysis.metrics import evaluate_spectra
 from xanesnet.config import Config
 from xanesnet.data.dataset import heldout_mask
 from xanesnet.descriptors import preset
@@ -76,8 +75,7 @@ def main() -> None:
     if plain:
         report["plain_2021_single"] = plain
         report["ratio_to_plain"] = report["shipped"]["mse"] / float(np.mean([p["mse"] for p in plain]))
-    Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.report).write_text(json.dumps(report, indent=1))
+    write_report(args.report, report)
     print(f"wrote {args.report}")
 
 

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from xanesnet.experiments import ROOT, cache_dir, fe_data_dir, shared_root
+from xanesnet.atomic import write_text
+from xanesnet.experiments import ROOT, cache_dir, fe_data_dir, shared_root, write_report
 
 from xanesnet.config import Config
-from xanesnet.data.dataset import heldout_mask
 from xanesnet.io.structures import find_structure_files, read_structure, resolve_absorber
 from xanesnet.pipeline import build_training_set, score_predictions, train_model
 from xanesnet.predict import Predictor
@@ -134,7 +134,7 @@ def main() -> None:
             "stretched_bonds_0.4A": flag_rate(gp, [stretched(s, resolve_absorber(s)) for s in structures])["rate"]}
 
     out = ROOT / "docs"
-    (out / "uncertainty.json").write_text(json.dumps(report, indent=1))
+    write_report(out / "uncertainty.json", report)
     plot_calibration(data.y[test], {"MLP ensemble": ens, **({"GP baseline": gpred} if not args.skip_gpr else {})},
                      out / "calibration.png")
     write_markdown(report, out / "uncertainty.md")
@@ -202,7 +202,7 @@ def write_markdown(r: dict, path: Path) -> None:
     if "gpr" in r:
         lines += ["", "Trust flag (GP baseline): " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in r["gpr"]["trust_flag_rate"].items())]
     lines += ["", "![calibration](calibration.png)", ""]
-    path.write_text("\n".join(lines))
+    write_text(path, "\n".join(lines))
 
 
 if __name__ == "__main__":
