@@ -264,3 +264,25 @@ def test_a_model_without_distance_features_gets_the_group_chart_only(tmp_path):
                      ids=["a", "b"], n_repeats=2, seed=0, reference="spectra")
     assert list(res.group_columns) == names
     assert [p.name for p in plot_importance(res, tmp_path / "imp", formats=("png",))] == ["imp.png"]
+
+
+@pytest.mark.parametrize("r", [1.83, 2.41, 3.2])
+def test_radial_channels_put_each_column_at_its_centre(r):
+    """One neighbour at distance r: within each radial channel the largest feature is the one centred nearest r
+    (what importance-by-distance plots rely on), and the channels' columns are the descriptor's own groups."""
+    from xanesnet.descriptors import preset
+    from xanesnet.io.structures import Structure
+
+    descriptor = preset("default")
+    s = Structure(name="pair", numbers=np.array([26, 7]), positions=np.array([[0.0, 0, 0], [0, 0, r]]))
+    row = descriptor.create(s, 0)
+    radial = descriptor.radial_channels()
+    assert set(radial) == {"all G2", "all element G2", "all first shell"}
+    groups = descriptor.feature_groups()
+    for family, channels in radial.items():
+        assert sorted(c for cols, _ in channels.values() for c in cols) == sorted(groups[family])
+        for cols, mu in channels.values():
+            assert len(cols) == len(mu) and np.all(np.diff(mu) > 0)
+        cols, mu = channels["G2" if family == "all G2" else "N"]
+        if mu[0] <= r <= mu[-1]:
+            assert abs(mu[int(np.argmax(row[cols]))] - r) <= 0.5 * np.min(np.diff(mu)) + 1e-9, family

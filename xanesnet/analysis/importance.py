@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -48,8 +47,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 logger = logging.getLogger(__name__)
 
-_G2 = re.compile(r"^G2\[mu=([-+\d.eE]+)\]$")
-_ELEMENT = re.compile(r"^G2_([^\[]+)\[mu=([-+\d.eE]+)\]$")
+#: Radial channels in the model's inputs: family -> channel -> (columns, centres in Angstrom); see
+#: :meth:`~xanesnet.descriptors.base.Descriptor.radial_channels`.
+RadialChannels = dict[str, dict[str, tuple[list[int], list[float]]]]
 
 
 # --- windows ---------------------------------------------------------------------------------------------------------
@@ -128,35 +128,49 @@ def feature_groups(predictor: "Predictor") -> dict[str, list[int]]:
     return {name: [i] for i, name in enumerate(cfg["feature_names"])}
 
 
-def select_groups(groups: dict[str, list[int]], names: Sequence[str] | None) -> dict[str, list[int]]:
-    """The groups named in ``names`` (all when ``None``); an unknown name is an error listing the known ones."""
+def radial_channels(predictor: "Predictor") -> RadialChannels:
+    """The radial channels of a model's descriptor (none for prebuilt features)."""
+    return predictor.bundle.descriptor.radial_channels() if predictor.bundle.config.get("descriptor") else {}
+
+
+def centre_groups(groups: dict[str, list[int]], radial: RadialChannels) -> dict[str, list[str]]:
+    """Radial channel -> the names of its one-column groups (one per centre, e.g. wACSF's single G2 Gaussians)."""
+    single = {c[0]: g for g, c in groups.items() if len(c) == 1}
+    out = {}
+    for channels in radial.values():
+        for channel, (cols, _) in channels.items():
+            names = [single[c] for c in cols if c in single]
+            if len(names) > 1:
+                out[channel] = names
+    return out
+
+
+def select_groups(groups: dict[str, list[int]], names: Sequence[str] | None, *,
+                  radial: RadialChannels | None = None) -> dict[str, list[int]]:
+    """The groups named in ``names`` (all when ``None``); an unknown name is an error listing the known ones (the
+    one-column groups of a radial channel as one range)."""
     if names is None:
         return dict(groups)
     for n in names:
         if n not in groups:
-            centres = [g for g in groups if _G2.match(g)]
-            known = [g for g in groups if not _G2.match(g)]
-            if centres:
-                known.insert(1 if "G1" in groups else 0, f"{centres[0]} .. {centres[-1]} ({len(centres)} G2 centres)")
+            centres = centre_groups(groups, radial or {})
+            hidden = {g for gs in centres.values() for g in gs}
+            known = [g for g in groups if g not in hidden]
+            for channel, gs in reversed(centres.items()):
+                known.insert(1 if "G1" in groups else 0, f"{gs[0]} .. {gs[-1]} ({len(gs)} {channel} centres)")
             raise XanesnetError(f"unknown feature group {n!r}; known: {', '.join(known)}")
     return {n: groups[n] for n in dict.fromkeys(names)}
 
 
-def g2_centres(feature_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Columns and centres ``mu`` (Angstrom) of the (element-weighted) G2 features."""
-    hits = [(i, float(m.group(1))) for i, n in enumerate(feature_names) if (m := _G2.match(n))]
-    return np.array([i for i, _ in hits], int), np.array([mu for _, mu in hits], float)
+def g2_centres(result: "Importance") -> tuple[np.ndarray, np.ndarray]:
+    """Columns and centres ``mu`` (Angstrom) of the Z-weighted G2 features (empty when the model has none)."""
+    cols, mu = result.radial.get("all G2", {}).get("G2", ([], []))
+    return np.array(cols, int), np.array(mu, float)
 
 
-def element_centres(feature_names: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def element_centres(result: "Importance") -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Element channel -> (columns, centres ``mu`` in Angstrom) of the element-resolved G2 features."""
-    out: dict[str, tuple[list[int], list[float]]] = {}
-    for i, n in enumerate(feature_names):
-        if m := _ELEMENT.match(n):
-            cols, mus = out.setdefault(m.group(1), ([], []))
-            cols.append(i)
-            mus.append(float(m.group(2)))
-    return {k: (np.array(c, int), np.array(mu, float)) for k, (c, mu) in out.items()}
+    return {k: (np.array(c, int), np.array(mu, float)) for k, (c, mu) in result.radial.get("all element G2", {}).items()}
 
 
 # --- the computation -------------------------------------------------------------------------------------------------
@@ -243,6 +257,7 @@ class Importance:
     neighbours: np.ndarray | None = field(default=None, repr=False)  # their atomic numbers
     n_molecules_distances: int | None = None
     neighbour_classes: dict[str, tuple[int, ...]] | None = None  # histogram colours: the model's element channels
+    radial: RadialChannels = field(default_factory=dict, repr=False)  # the descriptor's radial channels (plots by distance)
 
     def mean(self, window: str, level: str = "features") -> np.ndarray:
         return getattr(self, level)[window].mean(1)
@@ -329,7 +344,8 @@ def permutation_importance_by_window(predictor: "Predictor", x: np.ndarray, y: n
         raise XanesnetError(f"permutation importance needs at least 2 molecules, got {len(x)}")
     if n_repeats < 1:
         raise XanesnetError(f"n_repeats must be at least 1, got {n_repeats}")
-    chosen = select_groups(feature_groups(predictor), groups)
+    radial = radial_channels(predictor)
+    chosen = select_groups(feature_groups(predictor), groups, radial=radial)
 
     def predict(features: np.ndarray) -> np.ndarray:
         return predictor.predict_features(features).mean
@@ -365,7 +381,7 @@ def permutation_importance_by_window(predictor: "Predictor", x: np.ndarray, y: n
         features={w.name: np.asarray(res[w.name].importances[: len(names)]) for w in windows},
         groups={w.name: np.asarray(res[w.name].importances[group_rows]) for w in windows},
         ids=list(ids) if ids is not None else [str(i) for i in range(len(x))], n_repeats=n_repeats, seed=int(seed),
-        reference=reference, model=None if predictor.bundle.path is None else str(predictor.bundle.path))
+        reference=reference, model=None if predictor.bundle.path is None else str(predictor.bundle.path), radial=radial)
 
 
 # --- from files ------------------------------------------------------------------------------------------------------
@@ -423,7 +439,7 @@ def importance_from_files(model: str | os.PathLike, xyz: str | os.PathLike | Seq
     # check the cheap arguments before featurising anything
     if windows is not None:
         windows = check_windows(windows, predictor.energy)
-    select_groups(feature_groups(predictor), groups)
+    select_groups(feature_groups(predictor), groups, radial=radial_channels(predictor))
     if n_repeats < 1:
         raise XanesnetError(f"n_repeats must be at least 1, got {n_repeats}")
     if absorber is None:

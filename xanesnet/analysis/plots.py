@@ -70,11 +70,11 @@ def importance_figure(result: "Importance") -> "Figure":
     and element-channel importance below when the model has them; on the right, the grouped importance (every
     family, and the 24 strongest other groups).
     """
-    from xanesnet.analysis.importance import _G2, element_centres, g2_centres
+    from xanesnet.analysis.importance import centre_groups, element_centres, g2_centres
 
     windows = result.windows
-    cols, mu = g2_centres(result.feature_names)
-    channels = element_centres(result.feature_names)
+    cols, mu = g2_centres(result)
+    channels = element_centres(result)
     has_hist = result.distances is not None and len(result.distances) > 0
     rows = ["hist"] * has_hist + ["g2"] * (len(cols) > 0) + ["element"] * (len(channels) > 0)
     if not rows:  # no distance-resolved features (e.g. a model trained on prebuilt features): groups only
@@ -122,7 +122,8 @@ def importance_figure(result: "Importance") -> "Figure":
                   f"{len(result.ids)} molecules, {result.n_repeats} repeats)", fontsize=9)
 
     # grouped importance, without the single G2 centres drawn on the left
-    _group_bars(right, result, _strongest_groups(result, [g for g in result.group_columns if not _G2.match(g)]))
+    centres = set(centre_groups(result.group_columns, result.radial).get("G2", []))
+    _group_bars(right, result, _strongest_groups(result, [g for g in result.group_columns if g not in centres]))
     return fig
 
 

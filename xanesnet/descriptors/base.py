@@ -80,6 +80,11 @@ class Descriptor(ABC):
         """Named groups of feature columns that are permuted together in importance (default: one per feature)."""
         return {name: [i] for i, name in enumerate(self.feature_names)}
 
+    def radial_channels(self) -> dict[str, dict[str, tuple[list[int], list[float]]]]:
+        """Features that are radial functions of the distance from the absorber, for importance by distance:
+        family (as in :meth:`feature_groups`) -> channel -> (columns, centre of each in Angstrom). Default: none."""
+        return {}
+
     def featurize(self, structures: Sequence[Structure], *, absorber: int | str | None = None,
                   progress: bool = False, batch_size: int = 1024) -> np.ndarray:
         """Stack the vectors of many structures into an array (n_structures, n_features); the first bad one raises."""

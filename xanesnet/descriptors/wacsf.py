@@ -283,6 +283,18 @@ class WACSF(Descriptor):
         groups.update({f: cols for f, cols in families.items() if len(cols) < len(self._features)})
         return groups
 
+    def radial_channels(self) -> dict[str, dict[str, tuple[list[int], list[float]]]]:
+        """``all G2`` -> ``G2`` (Z-weighted), ``all element G2`` -> each element channel, ``all first shell`` -> each
+        first-shell channel: their columns and Gaussian centres ``mu`` (Angstrom)."""
+        groups = self.feature_groups()
+        out = {"all G2": {"G2": ([i for i, (_, _, f) in enumerate(self._features) if f == "all G2"], self._g2_grid[1])},
+               "all element G2": {ch: (groups[f"G2_{ch}"], self._element_grid[1]) for ch in self.channel_names}
+               if self.element_groups else {},
+               "all first shell": {ch: (groups[f"S_{ch}"], self._shell_grid[1]) for ch in _group_names(self.shell_groups)}
+               if self.shell_groups else {}}
+        return {family: {ch: (cols, [float(m) for m in mu]) for ch, (cols, mu) in channels.items()}
+                for family, channels in out.items() if any(cols for cols, _ in channels.values())}
+
     @cached_property
     def _features(self) -> list[tuple[str, str, str | None]]:
         """(name, group, family) of every feature, in order."""
