@@ -392,3 +392,19 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def model_config(trained, energy: np.ndarray, feature_names: list[str]) -> dict[str, Any]:
+    """What a trained model needs to predict, as saved in ``config.json`` (see :mod:`xanesnet.bundle`)."""
+    config = trained.config
+    return {
+        "descriptor": {} if config.descriptor is None else config.descriptor.to_dict(),
+        "model": trained.members[0].get_params(),
+        "training": config.training.to_dict(),
+        "spectra": None if config.spectra is None else config.spectra.to_dict(),
+        "seed": trained.seed,
+        "energy": np.asarray(energy, float).tolist(),
+        "feature_names": feature_names,
+        "x_scaler": trained.x_scaler.state(),
+        "y_transform": trained.y_transform.state(),
+    }

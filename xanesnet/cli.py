@@ -338,7 +338,8 @@ def cmd_featurize(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from xanesnet.config import Config, descriptor_settings, load_config
     from xanesnet.descriptors import preset
-    from xanesnet.pipeline import build_training_set, load_feature_file, train_model
+    from xanesnet.data.sources import build_training_set, load_feature_file
+    from xanesnet.pipeline import train_model
 
     _check_outputs(args.out)
     config = load_config(args.config) if args.config else Config()
@@ -382,7 +383,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.features:
         pass  # read above
     elif args.dataset:
-        from xanesnet.pipeline import build_training_set_from_simulations
+        from xanesnet.data.sources import build_training_set_from_simulations
 
         data = build_training_set_from_simulations(args.dataset, config, target=args.target, absorber=args.absorber,
                                                    elements=args.element, skip_bad=args.skip_bad, progress=not args.no_progress)
@@ -480,7 +481,7 @@ def _predict_files(args: argparse.Namespace) -> tuple[list, list]:
 
 def _predict_features(args: argparse.Namespace) -> int:
     """``predict --features``: spectra from descriptor vectors made elsewhere, for models trained on such vectors."""
-    from xanesnet.pipeline import load_feature_file
+    from xanesnet.data.sources import load_feature_file
     from xanesnet.predict import Predictor
 
     if not args.model:

@@ -1,143 +1,47 @@
 """End-to-end workflows behind the CLI: files in, a saved model or metrics out.
 
 Each function here is what one ``xanesnet`` subcommand runs, callable from
-Python with the same arguments.
+Python with the same arguments. The data they work on come from
+:mod:`xanesnet.data.sources`, calibration from :mod:`xanesnet.uncertainty`,
+scores from :mod:`xanesnet.analysis.metrics` and the saved config from
+:mod:`xanesnet.bundle`; the names are re-exported here for existing callers.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from xanesnet.analysis.metrics import score_predictions  # noqa: F401  (re-exported)
+from xanesnet.atomic import write_json, write_npz, write_text  # noqa: F401  (re-exported)
+from xanesnet.bundle import model_config  # noqa: F401  (re-exported)
 from xanesnet.config import Config
 from xanesnet.data.dataset import (
     FeatureSet,
-    Pairing,
+    SPECTRUM_SUFFIXES,
     data_hash,
     featurize_files,
     heldout_mask,
     list_files,
     load_spectra,
     pair_by_stem,
-    SPECTRUM_SUFFIXES,
+)
+from xanesnet.data.sources import (  # noqa: F401  (re-exported)
+    TrainingSet,
+    build_training_set,
+    build_training_set_from_simulations,
+    load_feature_file,
+    spectrum_processor,
 )
 from xanesnet.descriptors import descriptor_from_dict
-from xanesnet.atomic import write_json, write_npz, write_text  # noqa: F401  (re-exported)
 from xanesnet.errors import XanesnetError
-from xanesnet.io.structures import resolve_absorber
+from xanesnet.uncertainty import MIN_CALIBRATION_SPECTRA  # noqa: F401  (re-exported)
 
 logger = logging.getLogger(__name__)
-
-#: Fewer validation spectra than this and the calibration of sigma and the trust threshold is not worth much: a warning.
-MIN_CALIBRATION_SPECTRA = 10
-
-
-@dataclass
-class TrainingSet:
-    """Features and spectra ready to fit, with where they came from."""
-
-    ids: list[str]
-    x: np.ndarray
-    y: np.ndarray
-    energy: np.ndarray
-    pairing: Pairing | None = None
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    elements: list[str] | None = None  # the absorber's element per molecule, where known
-    descriptor: dict[str, Any] | None = None  # settings the features were made with, where known
-    feature_names: list[str] | None = None
-
-
-def build_training_set(xyz_dir: str | os.PathLike, spectra_dir: str | os.PathLike, config: Config, *,
-                       absorber: int | str | None = None, spectrum_format: str | None = None,
-                       cache: str | os.PathLike | None = None, skip_bad: bool = False,
-                       progress: bool = False) -> TrainingSet:
-    """Pair structures with spectra by name, featurise, and stack the spectra on one grid."""
-    from xanesnet.io.structures import find_structure_files
-
-    pairing = pair_by_stem(find_structure_files([xyz_dir]), list_files(spectra_dir, SPECTRUM_SUFFIXES))
-    if pairing.structures_only or pairing.spectra_only:
-        logger.info("unmatched files:\n%s", pairing.report())
-    descriptor = descriptor_from_dict(config.descriptor)
-    feats = featurize_files(pairing.structures, descriptor, absorber=absorber, cache=cache, skip_bad=skip_bad,
-                            progress=progress)
-    kept = set(feats.ids)
-    spectra = [p for s, p in zip(pairing.stems, pairing.spectra) if s in kept]
-    energy, y = load_spectra(spectra, fmt=spectrum_format, process=_spectrum_processor(config), progress=progress)
-    from xanesnet.io.structures import absorber_element, read_structure
-
-    elements = [absorber_element(read_structure(p), absorber) for s, p in zip(pairing.stems, pairing.structures) if s in kept]
-    return TrainingSet(ids=feats.ids, x=feats.x, y=y, energy=energy, pairing=pairing, skipped=feats.skipped,
-                       elements=elements)
-
-
-def build_training_set_from_simulations(dataset: str | os.PathLike, config: Config, *, target: str = "xanes",
-                                        absorber: int | str | None = None, elements: Sequence[str] | None = None,
-                                        skip_bad: bool = False, progress: bool = False) -> TrainingSet:
-    """Features and processed spectra from an ``xanesnet simulate`` HDF5 data set.
-
-    ``elements`` keeps only molecules whose absorber is one of these elements
-    (e.g. ``["Fe"]``); FEFF spectra come on per-molecule grids, so the config's
-    ``spectra`` section should set a common ``grid``.
-    """
-    from ase.data import chemical_symbols
-
-    from xanesnet.data.dataset import stack_spectra
-    from xanesnet.simulate import read_simulations
-
-    descriptor = descriptor_from_dict(config.descriptor)
-    ids, rows, spectra, skipped, found = [], [], [], [], []
-    wanted = None if elements is None else {e.capitalize() for e in elements}
-    for sim in read_simulations(dataset, spectrum=target):
-        s = sim.structure
-        a = sim.absorber if absorber is None else resolve_absorber(s, absorber)
-        if wanted is not None and chemical_symbols[s.numbers[a]] not in wanted:
-            continue
-        try:
-            rows.append(descriptor.create(s, a))
-        except XanesnetError as exc:
-            if not skip_bad:
-                raise
-            skipped.append((s.name, str(exc)))
-            continue
-        ids.append(s.name)
-        found.append(chemical_symbols[s.numbers[a]])
-        spectra.append(sim.spectrum)
-    if not ids:
-        raise XanesnetError(f"no {target} spectra{' for ' + ', '.join(sorted(wanted)) if wanted else ''} in the data set", path=dataset)
-    energy, y = stack_spectra(spectra, process=_spectrum_processor(config))
-    return TrainingSet(ids=ids, x=np.vstack(rows), y=y, energy=energy, skipped=skipped, elements=found)
-
-
-def load_feature_file(path: str | os.PathLike, *, need_y: bool = True) -> TrainingSet:
-    """Prebuilt features: an ``.npz`` with arrays ``x``, ``y`` and optionally ``energy``, ``ids``, ``feature_names``
-    and ``settings`` (as ``xanesnet featurize`` writes them; ``y`` is optional with ``need_y=False``, for predicting)."""
-    path = Path(path)
-    if not path.is_file():
-        raise XanesnetError("no such file", path=path)
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise XanesnetError(f"not a readable .npz file ({exc})", path=path) from None
-    for key in ("x", "y") if need_y else ("x",):
-        if key not in data:
-            raise XanesnetError(f"missing array {key!r} (has: {', '.join(data.files)})", path=path)
-    x = np.asarray(data["x"], float)
-    y = np.asarray(data["y"], float) if "y" in data else None
-    if x.ndim != 2 or (y is not None and (y.ndim != 2 or len(x) != len(y))):
-        raise XanesnetError(f"x and y must be 2-D with equal rows, got {x.shape} and {None if y is None else y.shape}", path=path)
-    energy = (np.asarray(data["energy"], float) if "energy" in data
-              else np.arange(y.shape[1], dtype=float) if y is not None else None)
-    ids = [str(i) for i in data["ids"]] if "ids" in data else [f"row{i}" for i in range(len(x))]
-    import json
-
-    settings = json.loads(str(data["settings"])) if "settings" in data else None
-    names = [str(n) for n in data["feature_names"]] if "feature_names" in data else None
-    return TrainingSet(ids=ids, x=x, y=y, energy=energy, descriptor=settings, feature_names=names)
 
 
 def train_model(data: TrainingSet, config: Config, out: str | os.PathLike, *, holdout: float = 0.0,
@@ -253,52 +157,9 @@ def calibrated_predictor(trained, x: np.ndarray, y: np.ndarray, config: dict[str
     from xanesnet.uncertainty import calibrate
 
     predictor = Predictor(Bundle(path=None, config=config, members=trained.members))
-    n_val = len(trained.val_index)
-    if n_val < MIN_CALIBRATION_SPECTRA:
-        logger.warning("the error bars and trust threshold are calibrated on %d validation spectr%s (fewer than %d): "
-                       "too few to trust them; train on more spectra", n_val, "um" if n_val == 1 else "a",
-                       MIN_CALIBRATION_SPECTRA)
     config["uncertainty"] = calibrate(predictor, x[trained.val_index], y[trained.val_index], spread=y.std(0),
                                       kind=trained.config.training.calibration, settings=trained.config.uncertainty)
     return predictor
-
-
-def score_predictions(pred, y_true: np.ndarray) -> dict[str, Any]:
-    """Accuracy metrics, plus coverage and sigma-error correlation when the prediction has an error bar."""
-    from xanesnet.analysis.metrics import evaluate_spectra
-    from xanesnet.uncertainty import uncertainty_metrics
-
-    metrics = evaluate_spectra(pred.energy, y_true, pred.mean)
-    if pred.score is not None:
-        metrics.update(uncertainty_metrics(y_true, pred.mean, pred.std))
-    if pred.trusted is not None:
-        metrics["trusted_fraction"] = float(np.mean(pred.trusted))
-    return metrics
-
-
-def model_config(trained, energy: np.ndarray, feature_names: list[str]) -> dict[str, Any]:
-    """What a trained model needs to predict, as saved in ``config.json`` (see :mod:`xanesnet.bundle`)."""
-    config = trained.config
-    return {
-        "descriptor": {} if config.descriptor is None else config.descriptor.to_dict(),
-        "model": trained.members[0].get_params(),
-        "training": config.training.to_dict(),
-        "spectra": None if config.spectra is None else config.spectra.to_dict(),
-        "seed": trained.seed,
-        "energy": np.asarray(energy, float).tolist(),
-        "feature_names": feature_names,
-        "x_scaler": trained.x_scaler.state(),
-        "y_transform": trained.y_transform.state(),
-    }
-
-
-def _spectrum_processor(config: Config):
-    """The spectrum processing the config asks for, or ``None`` (spectra must share one grid)."""
-    if config.spectra is None:
-        return None
-    from xanesnet.spectra import processor_from_dict
-
-    return processor_from_dict(config.spectra)
 
 
 def featurize_to_npz(paths: Sequence[str | os.PathLike], descriptor_settings: dict[str, Any], out: str | os.PathLike, *,

@@ -20,11 +20,14 @@ so the spectrum stays finite and the warning names the feature responsible.
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import Any, Iterator
 
 import numpy as np
 
 from xanesnet.errors import XanesnetError
+
+logger = logging.getLogger(__name__)
 
 COVERAGE_TARGETS = {1.0: 0.6827, 2.0: 0.9545}
 
@@ -33,6 +36,9 @@ COVERAGE_TARGETS = {1.0: 0.6827, 2.0: 0.9545}
 #: beyond 6.2; a bond or contact that no training molecule has gives hundreds to tens of thousands.
 EXTRAPOLATION_LIMIT = 10.0
 CALIBRATIONS = ("scalar", "energy")
+
+#: Fewer validation spectra than this and the calibration of sigma and the trust threshold is not worth much: a warning.
+MIN_CALIBRATION_SPECTRA = 10
 
 
 @contextlib.contextmanager
@@ -195,6 +201,10 @@ def calibrate(predictor, x_val: np.ndarray, y_val: np.ndarray, *, spread: np.nda
     from xanesnet.config import UncertaintySettings
 
     settings = settings or UncertaintySettings()
+    if len(x_val) < MIN_CALIBRATION_SPECTRA:
+        logger.warning("the error bars and trust threshold are calibrated on %d validation spectr%s (fewer than %d): "
+                       "too few to trust them; train on more spectra", len(x_val), "um" if len(x_val) == 1 else "a",
+                       MIN_CALIBRATION_SPECTRA)
     spread = np.where(spread > 0, spread, 1.0)
     out: dict[str, Any] = {"spread": spread.tolist(), "calibration": {}, "trust": {}, "n_validation": int(len(x_val))}
     out["mc_samples"] = settings.mc_samples

@@ -39,3 +39,15 @@ def edge_energy(energy: np.ndarray, intensity: np.ndarray) -> np.ndarray:
     """Energy of the steepest rise (maximum of the first derivative) of each spectrum."""
     y = np.atleast_2d(intensity)
     return energy[np.argmax(np.gradient(y, energy, axis=1), axis=1)]
+
+
+def score_predictions(pred, y_true: np.ndarray) -> dict[str, Any]:
+    """Accuracy metrics, plus coverage and sigma-error correlation when the prediction has an error bar."""
+    from xanesnet.uncertainty import uncertainty_metrics
+
+    metrics = evaluate_spectra(pred.energy, y_true, pred.mean)
+    if pred.score is not None:
+        metrics.update(uncertainty_metrics(y_true, pred.mean, pred.std))
+    if pred.trusted is not None:
+        metrics["trusted_fraction"] = float(np.mean(pred.trusted))
+    return metrics
