@@ -4,7 +4,8 @@ Writes docs/inverse.json (stamped with the commit) and the tables of docs/invers
 ``<!-- tables -->`` markers. The held-out 10% (SHA-256 of the name) is never trained on and no setting is
 chosen on it: the match settings are compared on the forward model's own validation split.
 
-    python scripts/inverse_report.py [--train] [--ensemble 5] [--seed 0] [--threads 2] [--data ARCHIVE]
+    python scripts/inverse_report.py --train-only [--ensemble 8] [--seed 0] [--threads 2] [--data ARCHIVE]
+    python scripts/inverse_report.py            # after committing the model: the report, stamped with that commit
 """
 
 from __future__ import annotations
@@ -114,7 +115,8 @@ def random_pools(targets: np.ndarray, universe: np.ndarray, n: int, seed: int) -
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--train", action="store_true", help="train and save models/fe-k-xanes-inverse first")
-    ap.add_argument("--ensemble", type=int, default=5)
+    ap.add_argument("--train-only", action="store_true", help="train and save models/fe-k-xanes-inverse, then stop")
+    ap.add_argument("--ensemble", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--report", default=str(ROOT / "docs" / "inverse.json"))
@@ -131,11 +133,13 @@ def main() -> None:
     data_dir = fe_data_dir(args.data)
     inputs = InverseInput()
     data = build_inverse_set(data_dir / "xyz", data_dir / "xanes_conv", inputs, progress=True)
-    if args.train:
+    if args.train or args.train_only:
         saved = train_inverse(data, inputs, INVERSE_MODEL, config=inverse_config(args.ensemble, args.seed), holdout=0.1,
                               metadata={"element": "Fe", "edge": "K", "spectrum": "xanes",
-                                        "reference": "FDMNES (convolved), tmQM geometries"})
-        print(f"trained in {saved['training_seconds']:.0f} s", flush=True)
+                                        "reference": "FDMNES (convolved), tmQM geometries"}, weights_dtype="float16")
+        print(f"trained in {saved['training_seconds']:.0f} s; weights stored as {saved['weights_dtype']}", flush=True)
+        if args.train_only:
+            return
     predictor = InversePredictor.from_bundle(INVERSE_MODEL)
     ids = np.array(data.ids)
     test = heldout_mask(data.ids)

@@ -424,7 +424,7 @@ def _train_inverse(args: argparse.Namespace, config) -> int:
                              skip_bad=args.skip_bad, progress=not args.no_progress)
     _report_skipped(data.skipped)
     saved = train_inverse(data, inputs, args.out, config=config, holdout=args.holdout, absorber=args.absorber,
-                          progress=not args.no_progress)
+                          weights_dtype="float16" if args.float16 else "float32", progress=not args.no_progress)
     print(f"trained the inverse model on {saved['n_train']} spectra in {saved['training_seconds']:.1f} s, seed {saved['seed']}; "
           f"saved to {args.out}")
     return 0

@@ -63,17 +63,30 @@ class InverseInput:
     noise
         Training only: Gaussian noise with a standard deviation drawn
         uniformly from ``[0, noise]`` times the sample's maximum.
+    edge_smooth
+        Gaussian smoothing (eV) of the edge search that places the window
+        (:class:`~xanesnet.spectra.EdgeSettings`). Heavier than the package's
+        default on purpose: the window only needs a reproducible anchor on
+        the main edge, and a narrow, intense pre-edge peak must not win.
     """
 
-    window: tuple[float, float] = (-10.0, 28.0)
+    window: tuple[float, float] = (-18.0, 28.0)
     step: float = 0.25
     jitter: float = 1.0
     noise: float = 0.02
+    edge_smooth: float = 5.0
 
     def __post_init__(self) -> None:
         self.window = (float(self.window[0]), float(self.window[1]))
-        if not self.window[0] < 0 < self.window[1] or self.step <= 0 or self.jitter < 0 or self.noise < 0:
-            raise XanesnetError(f"inverse input: need window low < 0 < high, step > 0, jitter and noise >= 0; got {self}")
+        if (not self.window[0] < 0 < self.window[1] or self.step <= 0 or self.jitter < 0 or self.noise < 0
+                or self.edge_smooth < 0):
+            raise XanesnetError(f"inverse input: need window low < 0 < high, step > 0, jitter, noise and edge_smooth >= 0; "
+                                f"got {self}")
+
+    @classmethod
+    def from_config(cls, saved: dict[str, Any]) -> "InverseInput":
+        """The settings saved in a model's config (a model saved before ``edge_smooth`` existed used 3 eV)."""
+        return cls(**{"edge_smooth": 3.0, **saved, "window": tuple(saved["window"])})
 
     @property
     def energies(self) -> np.ndarray:
@@ -92,9 +105,9 @@ class InverseInput:
         ``strict``: a spectrum that does not cover the window raises
         :class:`XanesnetError` naming the file (otherwise the end values are repeated).
         """
-        from xanesnet.spectra import edge_energy
+        from xanesnet.spectra import EdgeSettings, edge_energy
 
-        e0 = edge_energy(spectrum)
+        e0 = edge_energy(spectrum, EdgeSettings(smooth=self.edge_smooth))
         rel = self.energies if relative is None else relative
         lo, hi = e0 + self.window[0], e0 + self.window[1]
         e = spectrum.energy
@@ -235,11 +248,14 @@ class _Loss:
 
 def train_inverse(data: InverseData, inputs: InverseInput, out: str | os.PathLike, *, config=None,
                   holdout: float = 0.0, absorber: int | str | None = None, metadata: dict[str, Any] | None = None,
-                  progress: bool = True) -> dict[str, Any]:
+                  weights_dtype: str = "float32", progress: bool = True) -> dict[str, Any]:
     """Fit and save an inverse model; ``holdout`` > 0 leaves out the fixed held-out share (by name hash).
 
     ``config`` is a :class:`~xanesnet.config.Config` (its ``model``, ``training`` and ``seed`` are used; default:
-    an ensemble of 5 MLPs, :data:`INVERSE_MODEL_SETTINGS`).
+    an ensemble of 5 MLPs, :data:`INVERSE_MODEL_SETTINGS`). ``weights_dtype="float16"`` stores the weights in
+    half precision if that moves no network output on the validation split by
+    :data:`~xanesnet.pipeline.FLOAT16_TOLERANCE` of its RMS or more (else float32, with a warning); the
+    calibration is then fitted with the rounded weights.
     """
     import time
 
@@ -311,11 +327,36 @@ def train_inverse(data: InverseData, inputs: InverseInput, out: str | os.PathLik
     if test.any():
         saved["holdout"] = {"fraction": holdout, "rule": "sha256(name) mod 1000 < 1000*fraction",
                             "ids": [i for i, h in zip(data.ids, test) if h]}
+    if weights_dtype == "float16":
+        weights_dtype = _narrow_if_harmless(members, x_val, saved)
+    saved["weights_dtype"] = weights_dtype
     predictor = InversePredictor(saved, members)
     saved["calibration"] = predictor.fit_calibration(x_val.numpy() * scaler.std_ + scaler.mean_, t.cn[keep][val_idx],
                                                      t.r1[keep][val_idx])
-    save_bundle(out, saved, members)
+    save_bundle(out, saved, members, weights_dtype=weights_dtype)
     return saved
+
+
+def _narrow_if_harmless(members: list, x: Any, saved: dict[str, Any]) -> str:
+    """Round ``members`` to float16 in place if no output for the standardised inputs ``x`` moves by
+    :data:`~xanesnet.pipeline.FLOAT16_TOLERANCE` of its RMS or more; the dtype to store."""
+    import torch
+
+    from xanesnet.pipeline import FLOAT16_TOLERANCE, half_rounded
+
+    half = [half_rounded(net) for net in members]
+    with torch.inference_mode():
+        a = np.stack([net(x).numpy() for net in members]).astype(np.float64)
+        b = np.stack([net(x).numpy() for net in half]).astype(np.float64)
+    rms = np.sqrt(np.mean(a**2, axis=-1))
+    change = float(np.max(np.abs(b - a).max(axis=-1) / np.where(rms > 0, rms, 1.0)))
+    saved["float16_check"] = {"max_change_over_rms": change, "tolerance": FLOAT16_TOLERANCE, "n_spectra": int(x.shape[0])}
+    if change >= FLOAT16_TOLERANCE:
+        logger.warning("float16 weights would move a validation output by %.2g of its RMS (limit %g): kept float32",
+                       change, FLOAT16_TOLERANCE)
+        return "float32"
+    members[:] = half
+    return "float16"
 
 
 @dataclass
@@ -343,7 +384,7 @@ class InversePredictor:
         from xanesnet.transforms import Standardizer
 
         self.config, self.members, self.path = config, members, path
-        self.inputs = InverseInput(**{**config["input"], "window": tuple(config["input"]["window"])})
+        self.inputs = InverseInput.from_config(config["input"])
         self.classes = np.asarray(config["cn_classes"], int)
         self.scaler = Standardizer.from_state(config["x_scaler"])
 
@@ -356,7 +397,7 @@ class InversePredictor:
         if config["kind"] != KIND:
             raise XanesnetError(f"not an inverse model (kind {config['kind']!r}); train one with 'xanesnet train --inverse'",
                                 path=path)
-        inputs = InverseInput(**{**config["input"], "window": tuple(config["input"]["window"])})
+        inputs = InverseInput.from_config(config["input"])
         members = build_members(path, config, state, n_in=len(inputs.energies),
                                 n_out=len(config["cn_classes"]) + 2 + len(config["groups"]))
         return cls(config, members, path)
