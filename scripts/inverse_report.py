@@ -167,11 +167,11 @@ def main() -> None:
     # would the ~250 FEFF spectra per metal support an inverse model? the same recipe on 250 Fe training spectra
     import tempfile
 
-    from xanesnet.inverse import InverseData, ShellTargets
+    from xanesnet.inverse import InverseData
 
     pick = np.sort(np.random.default_rng(args.seed).choice(np.flatnonzero(~test), 250, replace=False))
     small = InverseData(ids=[data.ids[k] for k in pick], x=data.x[pick], e0=data.e0[pick],
-                        targets=ShellTargets(cn=t.cn[pick], r1=t.r1[pick], donors=t.donors[pick]))
+                        targets=t.take(pick))
     with tempfile.TemporaryDirectory() as tmp:
         train_inverse(small, inputs, Path(tmp) / "m", config=inverse_config(args.ensemble, args.seed), progress=False)
         report["small_250"] = invert_metrics(InversePredictor.from_bundle(Path(tmp) / "m"), perturbed(spectra, 2.0, 0.0, seed=1),

@@ -33,7 +33,7 @@ def write_spectrum(path, energy, intensity):
 def test_first_shell_counts_donors_by_group_within_the_covalent_cutoff():
     from ase.data import covalent_radii
 
-    from xanesnet.analysis.shell import first_shell
+    from xanesnet.analysis.shell import cutoff_ratios, first_shell
 
     # Fe with 4 N at 2.0 A, one Cl at 2.3 A, one O just beyond 1.2 (R_Fe + R_O), an H far away
     r_o = 1.2 * (covalent_radii[26] + covalent_radii[8]) + 0.01
@@ -43,6 +43,9 @@ def test_first_shell_counts_donors_by_group_within_the_covalent_cutoff():
     assert shell.cn == 5 and shell.neighbours == (1, 2, 3, 4, 5)
     assert shell.r1 == pytest.approx((4 * 2.0 + 2.3) / 5)
     assert shell.donors == {"C": 0, "N": 4, "O": 0, "P/S": 0, "halogen": 1, "other": 0}
+    ratios = cutoff_ratios(s, 0, 10)  # the inverse model's auxiliary target: CN = how many are within the factor
+    assert np.all(np.diff(ratios[:7]) >= 0) and np.isinf(ratios[7:]).all() and (ratios <= 1.2).sum() == shell.cn
+    assert ratios[5] == pytest.approx(r_o / (covalent_radii[26] + covalent_radii[8]))
     # rotation and translation do not change it
     q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(3, 3)))
     moved = Structure(name="t", numbers=s.numbers, positions=s.positions @ q.T + 1.5)

@@ -13,6 +13,12 @@ random shift of the window (up to ``jitter`` eV, for the error in E0) and
 Gaussian noise (up to ``noise`` times the spectrum's maximum) to every
 sample in every epoch.
 
+Each member also learns, as an auxiliary target that teaches it where the
+first-shell cutoff lies, the distances of the absorber's nearest
+:data:`N_RATIOS` atoms in units of the sum of covalent radii (clipped at
+:data:`RATIO_CLIP`); the CN is the number of them up to
+:data:`~xanesnet.analysis.shell.FIRST_SHELL_FACTOR`. It is not reported.
+
 Uncertainty: each member gives CN logits, a mean and a variance of r1, and
 donor counts. The CN probabilities are the members' mean softmax at a
 temperature, and the r1 standard deviation (member spread and predicted
@@ -34,7 +40,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from xanesnet.analysis.shell import DONOR_GROUPS, FIRST_SHELL_FACTOR, first_shell
+from xanesnet.analysis.shell import DONOR_GROUPS, FIRST_SHELL_FACTOR, cutoff_ratios, first_shell
 from xanesnet.errors import XanesnetError
 from xanesnet.io.spectra import Spectrum
 
@@ -44,7 +50,9 @@ KIND = "inverse"
 GROUPS = tuple(DONOR_GROUPS)
 #: The default network of ``xanesnet train --inverse`` (an ensemble of these; ~0.5 MB per member).
 INVERSE_MODEL_SETTINGS: dict[str, Any] = {"kind": "mlp", "hidden": [256, 256], "activation": "silu", "dropout": 0.1}
-_R1_WEIGHT, _DONOR_WEIGHT = 1.0, 0.2  # loss weights of the r1 and donor-count heads against the CN cross-entropy
+_R1_WEIGHT, _DONOR_WEIGHT, _RATIO_WEIGHT = 1.0, 0.2, 0.5  # loss weights of the other heads against the CN cross-entropy
+#: Auxiliary target: distances of this many nearest atoms over the sum of covalent radii, clipped at RATIO_CLIP.
+N_RATIOS, RATIO_CLIP = 12, 1.6
 
 
 @dataclass
@@ -127,20 +135,28 @@ class InverseInput:
 
 @dataclass
 class ShellTargets:
-    """What the inverse model learns per molecule: CN, r1 (Angstrom; nan without neighbours), donor counts."""
+    """What the inverse model learns per molecule: CN, r1 (Angstrom; nan without neighbours), donor counts, and the
+    nearest atoms' distances over the sum of covalent radii (auxiliary)."""
 
     cn: np.ndarray
     r1: np.ndarray
     donors: np.ndarray  # (n, len(GROUPS))
+    ratios: np.ndarray  # (n, N_RATIOS), ascending, inf past the last atom
+
+    def take(self, index: np.ndarray) -> "ShellTargets":
+        """The targets of the molecules at ``index``."""
+        return ShellTargets(cn=self.cn[index], r1=self.r1[index], donors=self.donors[index], ratios=self.ratios[index])
 
 
 def shell_targets(structures: Sequence, *, absorber: int | str | None = None) -> ShellTargets:
     """First-shell targets of parsed structures."""
     from xanesnet.io.structures import resolve_absorber
 
-    shells = [first_shell(s, resolve_absorber(s, absorber)) for s in structures]
+    where = [resolve_absorber(s, absorber) for s in structures]
+    shells = [first_shell(s, a) for s, a in zip(structures, where)]
     return ShellTargets(cn=np.array([s.cn for s in shells]), r1=np.array([s.r1 for s in shells]),
-                        donors=np.array([[s.donors[g] for g in GROUPS] for s in shells], dtype=float))
+                        donors=np.array([[s.donors[g] for g in GROUPS] for s in shells], dtype=float),
+                        ratios=np.array([cutoff_ratios(s, a, N_RATIOS) for s, a in zip(structures, where)]).reshape(-1, N_RATIOS))
 
 
 @dataclass
@@ -224,12 +240,20 @@ class _Augment:
 
 
 def _split_outputs(z, n_classes: int):
-    """Network output -> (CN logits, r1 mean, r1 log-variance, donor counts); works on numpy arrays and tensors."""
-    return z[..., :n_classes], z[..., n_classes], z[..., n_classes + 1], z[..., n_classes + 2:]
+    """Network output -> (CN logits, r1 mean, r1 log-variance, donor counts, auxiliary ratios); works on numpy arrays
+    and tensors."""
+    k = n_classes + 2 + len(GROUPS)
+    return z[..., :n_classes], z[..., n_classes], z[..., n_classes + 1], z[..., n_classes + 2: k], z[..., k:]
+
+
+def _scaled_ratios(ratios: np.ndarray) -> np.ndarray:
+    """The auxiliary target: ratios clipped at :data:`RATIO_CLIP`, 0 at the first-shell cutoff, 1 per 0.2."""
+    return (np.minimum(ratios, RATIO_CLIP) - FIRST_SHELL_FACTOR) / 0.2
 
 
 class _Loss:
-    """Cross-entropy of CN + Gaussian negative log-likelihood of standardised r1 + MSE of donor counts."""
+    """Cross-entropy of CN + Gaussian negative log-likelihood of standardised r1 + MSE of donor counts + MSE of the
+    scaled neighbour ratios."""
 
     def __init__(self, n_classes: int):
         self.n_classes = n_classes
@@ -238,12 +262,14 @@ class _Loss:
         import torch
         from torch.nn import functional as F
 
-        logits, mu, logvar, donors = _split_outputs(z, self.n_classes)
-        cn, r1, has_r1, counts = y[:, 0].long(), y[:, 1], y[:, 2], y[:, 3:]
+        logits, mu, logvar, donors, ratios = _split_outputs(z, self.n_classes)
+        k = 3 + len(GROUPS)
+        cn, r1, has_r1, counts = y[:, 0].long(), y[:, 1], y[:, 2], y[:, 3:k]
         logvar = logvar.clamp(-12.0, 6.0)
         nll = 0.5 * (logvar + (mu - r1) ** 2 * torch.exp(-logvar))
         r1_loss = (nll * has_r1).sum() / has_r1.sum().clamp(min=1.0)
-        return F.cross_entropy(logits, cn) + _R1_WEIGHT * r1_loss + _DONOR_WEIGHT * F.mse_loss(donors, counts)
+        return (F.cross_entropy(logits, cn) + _R1_WEIGHT * r1_loss + _DONOR_WEIGHT * F.mse_loss(donors, counts)
+                + _RATIO_WEIGHT * F.mse_loss(ratios, y[:, k:]))
 
 
 def train_inverse(data: InverseData, inputs: InverseInput, out: str | os.PathLike, *, config=None,
@@ -280,7 +306,8 @@ def train_inverse(data: InverseData, inputs: InverseInput, out: str | os.PathLik
     classes = np.arange(int(t.cn[keep].max()) + 1)
     has_r1 = np.isfinite(t.r1[keep])
     r1_mean, r1_std = float(np.mean(t.r1[keep][has_r1])), float(np.std(t.r1[keep][has_r1]))
-    y = np.column_stack([t.cn[keep], np.where(has_r1, (t.r1[keep] - r1_mean) / r1_std, 0.0), has_r1, t.donors[keep]])
+    y = np.column_stack([t.cn[keep], np.where(has_r1, (t.r1[keep] - r1_mean) / r1_std, 0.0), has_r1, t.donors[keep],
+                         _scaled_ratios(t.ratios[keep])])
     start = time.perf_counter()
     train_idx, val_idx = split_validation(len(keep), settings.val_fraction, seed)
     pad = (x_all.shape[1] - len(inputs.energies)) // 2
@@ -291,7 +318,7 @@ def train_inverse(data: InverseData, inputs: InverseInput, out: str | os.PathLik
     x_val = augment(torch.as_tensor(x_all[val_idx], dtype=torch.float32), torch.Generator().manual_seed(seed))
     xs = torch.as_tensor(x_all, dtype=torch.float32)
     ys = torch.as_tensor(y, dtype=torch.float32)
-    n_out = len(classes) + 2 + len(GROUPS)
+    n_out = len(classes) + 2 + len(GROUPS) + N_RATIOS
     loss = _Loss(len(classes))
     members, history = [], []
     from tqdm.auto import tqdm
@@ -314,6 +341,7 @@ def train_inverse(data: InverseData, inputs: InverseInput, out: str | os.PathLik
         "absorber": absorber,
         "cn_classes": classes.tolist(),
         "groups": list(GROUPS),
+        "neighbour_ratios": {"n": N_RATIOS, "clip": RATIO_CLIP, "weight": _RATIO_WEIGHT},
         "first_shell": {"rule": "r <= factor * (R_cov(M) + R_cov(j)), ASE covalent radii", "factor": FIRST_SHELL_FACTOR},
         "r1_scale": {"mean": r1_mean, "std": r1_std},
         "x_scaler": scaler.state(),
@@ -399,7 +427,8 @@ class InversePredictor:
                                 path=path)
         inputs = InverseInput.from_config(config["input"])
         members = build_members(path, config, state, n_in=len(inputs.energies),
-                                n_out=len(config["cn_classes"]) + 2 + len(config["groups"]))
+                                n_out=len(config["cn_classes"]) + 2 + len(config["groups"])
+                                + config.get("neighbour_ratios", {}).get("n", 0))
         return cls(config, members, path)
 
     def _raw(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -409,7 +438,7 @@ class InversePredictor:
         z = torch.as_tensor(self.scaler.transform(x), dtype=torch.float32)
         with torch.inference_mode():
             out = np.stack([net(z).numpy().astype(np.float64) for net in self.members])
-        logits, mu, logvar, donors = _split_outputs(out, len(self.classes))
+        logits, mu, logvar, donors, _ = _split_outputs(out, len(self.classes))
         scale = self.config["r1_scale"]
         return (logits, mu * scale["std"] + scale["mean"], np.exp(np.clip(logvar, -12.0, 6.0)) * scale["std"] ** 2,
                 donors)

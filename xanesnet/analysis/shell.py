@@ -61,3 +61,16 @@ def first_shell(structure: Structure, absorber: int) -> FirstShell:
         donors[donor_group(chemical_symbols[z])] += 1
     return FirstShell(cn=len(idx), r1=float(d[idx].mean()) if len(idx) else float("nan"), donors=donors,
                       neighbours=tuple(int(i) for i in idx))
+
+
+def cutoff_ratios(structure: Structure, absorber: int, n: int) -> np.ndarray:
+    """The ``n`` smallest ``r_j / (R_cov(M) + R_cov(j))`` around atom ``absorber``, ascending (``inf`` past the last
+    atom): the first shell is every ratio up to :data:`FIRST_SHELL_FACTOR`."""
+    from ase.data import covalent_radii
+
+    d = np.linalg.norm(structure.positions - structure.positions[absorber], axis=1)
+    ratio = np.delete(d / (covalent_radii[structure.numbers[absorber]] + covalent_radii[structure.numbers]), absorber)
+    out = np.full(n, np.inf)
+    head = np.sort(ratio)[:n]
+    out[: len(head)] = head
+    return out
