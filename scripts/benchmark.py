@@ -790,10 +790,9 @@ def tmqm_files(ctx: Context) -> list[Path] | None:
     archive = ctx.shared / "tmqm_3d.tar.gz"
     if not archive.is_file():
         return None
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from simulate_tmqm import extract
+    from xanesnet.experiments import tmqm_dir
 
-    root = extract(archive, _cache_dir())
+    root = tmqm_dir(archive, _cache_dir())
     return sorted(root.glob("*/*.xyz"))
 
 

@@ -16,35 +16,18 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
-import tarfile
 from pathlib import Path
 
 import numpy as np
 
+from xanesnet.experiments import TMQM_ARCHIVE, cache_dir, shared_root, tmqm_dir
 from xanesnet.io.structures import FIRST_ROW_TM
 from xanesnet.simulate import simulate
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
-CACHE = Path(os.environ.get("XANESNET_CACHE") or Path.home() / ".cache" / "xanesnet")
+DATA = shared_root()
+CACHE = cache_dir()
 logger = logging.getLogger("simulate_tmqm")
-
-
-def extract(archive: Path, scratch: Path) -> Path:
-    """Extract ``archive`` so that ``scratch/tmqm_3d`` exists; atomic via a temporary directory."""
-    target = scratch / "tmqm_3d"
-    if (target / "index.tsv").is_file():
-        return target
-    tmp = scratch / ".tmqm_3d.extracting"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    logger.info("extracting %s into %s", archive, target)
-    with tarfile.open(archive) as tar:
-        tar.extractall(tmp, filter="data")
-    os.replace(tmp / "tmqm_3d", target)
-    shutil.rmtree(tmp, ignore_errors=True)
-    return target
 
 
 def already_simulated(feff_dir: Path) -> set[str]:
@@ -95,7 +78,7 @@ def parse_range(text: str) -> range:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--archive", type=Path, default=DATA / "tmqm_3d.tar.gz")
+    parser.add_argument("--archive", type=Path, default=DATA / TMQM_ARCHIVE)
     parser.add_argument("--feff-dir", type=Path, default=DATA / "feff_3d", help="reference set to leave out")
     parser.add_argument("--scratch", type=Path, default=CACHE, help="where tmqm_3d/ is extracted")
     parser.add_argument("--out", type=Path, default=CACHE / "feff_extra.h5")
@@ -119,7 +102,7 @@ def main() -> None:
         os.nice(args.nice)
     if ROOT in args.scratch.resolve().parents or args.scratch.resolve() == ROOT:
         parser.error("--scratch must be outside the repository")
-    tmqm = extract(args.archive, args.scratch)
+    tmqm = tmqm_dir(args.archive, args.scratch)
     order = round_robin(tmqm, already_simulated(args.feff_dir), args.seed, args.reserved)
     done = exported(args.extra_dir)
     order = [p for p in order if p.stem not in done]

@@ -126,3 +126,25 @@ def test_campaign_summary_counts_finished_and_failed_molecules(tmp_path):
     assert summary == {"Zn": {"done": 2, "failed": {"FEFF XES run failed: stage 'pot' failed: timed out after 120s": 1},
                               "seconds": 12.0}}
     assert export(h5, tmp_path / "extra")["Zn"]["added"] == 2  # a failed molecule is not exported
+
+
+def test_tmqm_archive_is_unpacked_once_and_atomically(tmp_path):
+    """The tmQM locator the campaign and the benchmark share: unpacks into scratch/tmqm_3d once, refuses a missing archive."""
+    import io
+    import tarfile
+
+    from xanesnet.experiments import tmqm_dir
+
+    archive = tmp_path / "tmqm_3d.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, text in (("tmqm_3d/index.tsv", "name\tmetal\nAAA\tZn\n"), ("tmqm_3d/Zn/AAA.xyz", "1\n\nZn 0 0 0\n")):
+            info = tarfile.TarInfo(name)
+            info.size = len(text)
+            tar.addfile(info, io.BytesIO(text.encode()))
+    root = tmqm_dir(archive, tmp_path / "scratch")
+    assert root == tmp_path / "scratch" / "tmqm_3d" and (root / "Zn" / "AAA.xyz").read_text() == "1\n\nZn 0 0 0\n"
+    assert sorted(p.name for p in (tmp_path / "scratch").iterdir()) == ["tmqm_3d"]  # no temporary directory left
+    archive.unlink()
+    assert tmqm_dir(archive, tmp_path / "scratch") == root  # already there: the archive is not needed again
+    with pytest.raises(XanesnetError, match="no such archive"):
+        tmqm_dir(archive, tmp_path / "other")
