@@ -43,6 +43,20 @@ def test_same_geometry_different_absorber_differs_only_in_the_one_hot():
     assert not np.array_equal(fe[n:], cu[n:])
 
 
+def test_batch_is_the_inner_batch_plus_one_hot_and_flags_unknown_elements():
+    """create_batch vectorises through the inner descriptor's batch: each row equals the one-molecule vector, and an
+    absorber outside ``elements`` gets NaN and its error without disturbing the others."""
+    d = AbsorberElement(inner=SMALL.to_dict(), elements=("Fe", "Co", "Cu"))
+    structures = [tetrahedral(z, r, name=f"{z}-{r}") for z, r in ((26, 2.0), (28, 2.1), (27, 2.2), (29, 2.3))]
+    x, errors = d.create_batch(structures, [0] * len(structures))
+    assert [e is not None for e in errors] == [False, True, False, False]
+    assert "absorber Ni (atom 0) is not one of the elements this descriptor knows: Fe, Co, Cu" in str(errors[1])
+    assert np.isnan(x[1]).all()
+    for k in (0, 2, 3):
+        np.testing.assert_array_equal(x[k], d.create(structures[k], 0))
+        np.testing.assert_array_equal(x[k, SMALL.n_features:], np.eye(3)[[0, 1, 2][k - (k > 1)]])
+
+
 def test_unknown_absorber_element_is_refused():
     d = AbsorberElement(inner=SMALL.to_dict(), elements=("Fe", "Co"))
     with pytest.raises(XanesnetError, match="absorber Ni .* not one of the elements this descriptor knows: Fe, Co"):

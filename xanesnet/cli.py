@@ -55,8 +55,12 @@ def run() -> None:
     """
     import signal
 
+    from xanesnet.parallel import keep_freed_heap
+
     def terminated(signum: int, frame: object) -> None:
         raise SystemExit(128 + signum)  # unwinds: temporary files are removed, worker processes ended
+
+    keep_freed_heap()
 
     signal.signal(signal.SIGTERM, terminated)
     code = main()

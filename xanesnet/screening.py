@@ -252,8 +252,18 @@ def _predict_rows(predictor: Any, molecules: list[tuple[Structure, list[int], di
                      absorber_atoms=[atoms for _, atoms, _ in molecules])
 
 
+_GROUP_INFO: dict[tuple[str, int | None, str], GroupInfo] = {}
+
+
 def group_info(path: str, request: Request) -> GroupInfo:
-    """The attributes and energy grid of one model's group."""
+    """The attributes and energy grid of one model's group (built once per process: every chunk carries them)."""
+    key = (path, request.mc_samples, str(request.absorber))
+    if key not in _GROUP_INFO:
+        _GROUP_INFO[key] = _group_info(path, request)
+    return _GROUP_INFO[key]
+
+
+def _group_info(path: str, request: Request) -> GroupInfo:
     predictor = _predictor(path)
     config = predictor.bundle.config
     mode = "mc" if request.mc_samples else predictor.default_mode()
@@ -278,9 +288,10 @@ def _worker_init(parent: int) -> None:
     """One thread per worker process (the processes are the parallelism), each ending when ``parent`` ends."""
     import torch
 
-    from xanesnet.parallel import tie_to_parent
+    from xanesnet.parallel import keep_freed_heap, tie_to_parent
 
     tie_to_parent(parent)
+    keep_freed_heap()
     torch.set_num_threads(1)
 
 

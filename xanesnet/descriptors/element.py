@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
+from ase.data import chemical_symbols
 
 from xanesnet.descriptors.base import Descriptor
 from xanesnet.errors import XanesnetError
@@ -53,14 +54,20 @@ class AbsorberElement(Descriptor):
     def feature_names(self) -> list[str]:
         return self._inner.feature_names + [f"absorber={el}" for el in self.elements]
 
-    def create(self, structure: Structure, absorber: int) -> np.ndarray:
-        element = structure.symbols[absorber]
-        if element not in self.elements:
-            raise XanesnetError(f"absorber {element} (atom {absorber}) is not one of the elements this descriptor knows: "
-                                f"{', '.join(self.elements)}", path=structure.source)
-        onehot = np.zeros(len(self.elements))
-        onehot[self.elements.index(element)] = 1.0
-        return np.concatenate([self._inner.create(structure, absorber), onehot])
+    def create_batch(self, structures: Sequence[Structure], absorbers: Sequence[int]
+                     ) -> tuple[np.ndarray, list[XanesnetError | None]]:
+        """The inner descriptor's batch (vectorised over the molecules, if it is), then the one-hot columns."""
+        inner, errors = self._inner.create_batch(structures, absorbers)
+        out = np.concatenate([inner, np.zeros((len(structures), len(self.elements)))], axis=1)
+        for i, (s, a) in enumerate(zip(structures, absorbers)):
+            element = chemical_symbols[s.numbers[a]]
+            if element in self.elements:
+                out[i, inner.shape[1] + self.elements.index(element)] = np.nan if errors[i] else 1.0
+            else:
+                out[i] = np.nan
+                errors[i] = XanesnetError(f"absorber {element} (atom {a}) is not one of the elements this descriptor "
+                                          f"knows: {', '.join(self.elements)}", path=s.source)
+        return out, errors
 
     def settings_hash(self) -> str:
         return super().settings_hash() + self._inner.settings_hash()[:4]

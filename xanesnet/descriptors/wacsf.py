@@ -337,7 +337,9 @@ class WACSF(Descriptor):
         out = np.full((len(structures), self.n_features), np.nan)
         errors: list[XanesnetError | None] = [None] * len(structures)
         sizes = np.fromiter((len(s) for s in structures), dtype=np.int64, count=len(structures))
-        order = np.argsort(sizes, kind="stable")  # similar sizes together: little padding in the pair matrices
+        # similar sizes together (little padding in the pair matrices), largest first: the first block sets how big the
+        # temporaries get, so the rest reuse that memory instead of mapping fresh pages for ever larger arrays
+        order = np.argsort(-sizes, kind="stable")
         start = 0
         while start < len(order):
             stop = start + max(1, int(np.searchsorted(np.cumsum(sizes[order[start:]]), BLOCK_ATOMS, side="right")))

@@ -343,8 +343,9 @@ def validate_structure(structure: Structure) -> Structure:
         if value is not None and not (math.isfinite(value) and abs(value) <= electrons + 1):
             raise XanesnetError(f"{label} {value:g} is impossible for a molecule with {electrons:g} electrons", path=where)
     if n > 1:
-        check_overlaps(structure)
-        _check_packing(structure)
+        d2 = _squared_distances(pos.astype(np.float64, copy=False)) if n <= _DENSE_LIMIT else None  # once, for both checks
+        check_overlaps(structure, d2=d2)
+        _check_packing(structure, d2)
     return structure
 
 
@@ -352,11 +353,18 @@ def validate_structure(structure: Structure) -> Structure:
 _DENSE_LIMIT = 1500
 
 
-def _nearest(pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distance (Angstrom) from each atom to its nearest other atom, and that atom's index."""
+def _squared_distances(pos: np.ndarray) -> np.ndarray:
+    """Dense (n, n) squared distances, coordinate by coordinate (exact: no Gram-matrix cancellation)."""
+    x, y, z = pos.T
+    return (x[:, None] - x) ** 2 + (y[:, None] - y) ** 2 + (z[:, None] - z) ** 2
+
+
+def _nearest(pos: np.ndarray, d2: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Distance (Angstrom) from each atom to its nearest other atom, and that atom's index (``d2``: the squared
+    distances from :func:`_squared_distances`, if already computed; they are changed)."""
     n = len(pos)
     if n <= _DENSE_LIMIT:
-        d2 = ((pos[:, None, :] - pos[None, :, :]) ** 2).sum(-1)
+        d2 = _squared_distances(pos) if d2 is None else d2
         np.fill_diagonal(d2, np.inf)
         nearest = d2.argmin(1)
         return np.sqrt(d2[np.arange(n), nearest]), nearest
@@ -366,17 +374,19 @@ def _nearest(pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return dist[:, 1], np.where(idx[:, 0] == np.arange(n), idx[:, 1], idx[:, 0])  # duplicates can come first
 
 
-def _neighbour_counts(pos: np.ndarray, radius: float) -> np.ndarray:
-    """Number of atoms within ``radius`` (Angstrom) of each atom, itself included."""
+def _neighbour_counts(pos: np.ndarray, radius: float, d2: np.ndarray | None = None) -> np.ndarray:
+    """Number of atoms within ``radius`` (Angstrom) of each atom, itself included (``d2`` as in :func:`_nearest`)."""
     if len(pos) <= _DENSE_LIMIT:
-        return (((pos[:, None, :] - pos[None, :, :]) ** 2).sum(-1) < radius * radius).sum(1)
+        d2 = _squared_distances(pos) if d2 is None else d2
+        np.fill_diagonal(d2, np.inf)
+        return np.count_nonzero(d2 < radius * radius, axis=1) + 1
     from scipy.spatial import cKDTree
 
     return cKDTree(pos).query_ball_point(pos, radius, return_length=True)
 
 
-def _check_packing(structure: Structure) -> None:
-    within = _neighbour_counts(np.asarray(structure.positions, dtype=np.float64), DENSITY_RADIUS)
+def _check_packing(structure: Structure, d2: np.ndarray | None = None) -> None:
+    within = _neighbour_counts(np.asarray(structure.positions, dtype=np.float64), DENSITY_RADIUS, d2)
     k = int(np.argmax(within))
     if within[k] > MAX_NEIGHBOURS:
         raise XanesnetError(f"atom {k + 1} ({chemical_symbols[structure.numbers[k]]}) has {within[k] - 1} other atoms within "
@@ -498,12 +508,14 @@ def absorber_element(structure: Structure, absorber: int | str | None = None) ->
     return chemical_symbols[structure.numbers[absorber_sites(structure, absorber)[0]]]
 
 
-def check_overlaps(structure: Structure, *, min_distance: float = MIN_DISTANCE) -> None:
-    """Raise when two atoms are closer than ``min_distance`` (Angstrom), including at distance 0: a broken geometry."""
+def check_overlaps(structure: Structure, *, min_distance: float = MIN_DISTANCE, d2: np.ndarray | None = None) -> None:
+    """Raise when two atoms are closer than ``min_distance`` (Angstrom), including at distance 0: a broken geometry.
+
+    ``d2``: the structure's squared distances if the caller has them (they are changed)."""
     pos = np.asarray(structure.positions, dtype=np.float64)
     if len(pos) < 2:
         return
-    dist, nearest = _nearest(pos)
+    dist, nearest = _nearest(pos, d2)
     i = int(np.argmin(dist))
     j = int(nearest[i])
     if dist[i] < min_distance:
