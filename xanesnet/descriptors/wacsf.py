@@ -420,16 +420,24 @@ class WACSF(Descriptor):
 
     def _g4(self, vec: np.ndarray, r: np.ndarray, w: np.ndarray, fc: np.ndarray, seg: np.ndarray,
             n_mol: int) -> np.ndarray:
+        """G4 of each molecule: per-pair terms (pairs, widths) and (pairs, lambda*zeta), built in place, then one
+        small matrix product per molecule."""
         eta = self._g4_widths
         lam, _, norm = self._angular
         # pairs j < k of each molecule's neighbours; with a clipped cutoff fc(r_jk) = 0 beyond r_max, so those are left out
         j, k, dot, r_jk2 = _close_pairs(vec, r * r, seg, n_mol, self.r_max if self.clip_cutoff else None)
-        r2_sum = r[j] * r[j] + r[k] * r[k]  # r_ij^2 + r_ik^2
-        cos = np.clip(dot / (r[j] * r[k]), -1.0, 1.0)  # dot = r_ij r_ik cos(theta_jik); rounding can step past +-1
+        rj, rk = r[j], r[k]
+        cos = np.clip(dot / (rj * rk), -1.0, 1.0)  # dot = r_ij r_ik cos(theta_jik); rounding can step past +-1
         wfc = w * fc
-        pref = wfc[j] * wfc[k] * self._cutoff(np.sqrt(r_jk2))
+        pref = wfc[j] * wfc[k]
+        pref *= self._cutoff(np.sqrt(r_jk2))
         # centred grid: mu = 0, so the three Gaussians combine into one exponent
-        radial = np.exp(np.outer(-(r2_sum + r_jk2), eta)) * pref[:, None]  # (pairs, widths)
+        exponent = rj * rj
+        exponent += rk * rk
+        exponent += r_jk2
+        radial = np.multiply.outer(exponent, -eta)  # (pairs, widths)
+        np.exp(radial, out=radial)
+        radial *= pref[:, None]
         angular = self._angular_terms(cos)  # (pairs, lambda*zeta), lambda outer, zeta inner; without 2^(1-zeta)
         out = np.zeros((n_mol, len(eta), len(lam)))
         bounds = np.searchsorted(seg[j], np.arange(n_mol + 1))  # each molecule's pairs are contiguous
@@ -439,9 +447,15 @@ class WACSF(Descriptor):
 
     def _angular_terms(self, cos: np.ndarray) -> np.ndarray:
         """``(1 + lambda cos)^zeta`` per pair and (lambda, zeta); integer powers by repeated squaring."""
-        base = 1.0 + np.outer(cos, self.lambdas)  # (pairs, lambdas)
-        powers = _powers(base, np.asarray(self.zetas, float))
-        return np.stack([powers[z] for z in map(float, self.zetas)], axis=2).reshape(len(cos), len(self.lambdas) * len(self.zetas))
+        zetas = np.asarray(self.zetas, float)
+        out = np.empty((len(cos), len(self.lambdas), len(zetas)), dtype=cos.dtype)
+        for li, lm in enumerate(self.lambdas):
+            base = cos * lm
+            base += 1.0
+            powers = _powers(base, zetas)
+            for zi, z in enumerate(zetas):
+                out[:, li, zi] = powers[float(z)]
+        return out.reshape(len(cos), -1)
 
     def _angular_pairs(self, vec: np.ndarray, r: np.ndarray, z: np.ndarray, seg: np.ndarray, n_mol: int) -> np.ndarray:
         """Modified angular functions, one block per unordered pair of groups."""
