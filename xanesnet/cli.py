@@ -162,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "(default: %(default)s)")
     p.add_argument("--scheduler", help="with --out FILE.h5: Dask scheduler address: run on that cluster instead "
                                        "(pip install xanesnet[cluster]) (default: none, run here)")
-    p.add_argument("--chunk-size", type=int, default=512, help="with --out FILE.h5: molecules per chunk (default %(default)s)")
+    p.add_argument("--chunk-size", type=int, default=1024, help="with --out FILE.h5: molecules per chunk (default %(default)s)")
     p.add_argument("--json", help="also write all predictions to this JSON file (default: none)")
     p.add_argument("--skip-bad", action="store_true", help=SKIP_BAD_HELP)
     p.add_argument("--force", action="store_true", help=FORCE_HELP)

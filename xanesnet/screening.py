@@ -79,7 +79,7 @@ class ScreenSummary:
 def predict_library(paths: Sequence[str | os.PathLike], out: str | os.PathLike, *, spectra: Sequence[str] = ("xanes",),
                     model: str | os.PathLike | None = None, model_for: ModelFinder | None = None,
                     absorber: int | str | None = None, skip_bad: bool = False, mc_samples: int | None = None,
-                    workers: int = 1, scheduler: Any = None, chunk_size: int = 512, progress: bool = True) -> ScreenSummary:
+                    workers: int = 1, scheduler: Any = None, chunk_size: int = 1024, progress: bool = True) -> ScreenSummary:
     """Predict every structure of ``paths`` into the HDF5 file ``out``; safe to kill and rerun (it skips what is there).
 
     Parameters
