@@ -330,22 +330,29 @@ def validate_structure(structure: Structure) -> Structure:
         raise XanesnetError("no atoms", path=where)
     if n > MAX_ATOMS:
         raise XanesnetError(f"{n:,} atoms is more than the {MAX_ATOMS:,} xanesnet accepts", path=where)
-    bad = np.flatnonzero((numbers < 1) | (numbers >= len(chemical_symbols)))
-    if len(bad):
+    if numbers.min() < 1 or numbers.max() >= len(chemical_symbols):  # the cheap test first, the culprit only when it fails
+        bad = np.flatnonzero((numbers < 1) | (numbers >= len(chemical_symbols)))
         raise XanesnetError(f"atom {bad[0] + 1}: atomic number {numbers[bad[0]]} is not an element", path=where)
-    if not np.all(np.isfinite(pos)):
-        raise XanesnetError(f"atom {int(np.argwhere(~np.isfinite(pos))[0, 0]) + 1}: coordinate is NaN or infinite", path=where)
-    if np.abs(pos).max() > MAX_COORDINATE:
-        k = int(np.argmax(np.abs(pos).max(axis=1)))
-        raise XanesnetError(f"atom {k + 1}: coordinate {np.abs(pos[k]).max():.3g} A is beyond {MAX_COORDINATE:g} A", path=where)
+    extent = np.abs(pos).max(axis=1)  # NaN for an atom with a NaN coordinate
+    if not extent.max() <= MAX_COORDINATE:
+        if not np.all(np.isfinite(pos)):
+            raise XanesnetError(f"atom {int(np.argwhere(~np.isfinite(pos))[0, 0]) + 1}: coordinate is NaN or infinite", path=where)
+        k = int(np.argmax(extent))
+        raise XanesnetError(f"atom {k + 1}: coordinate {extent[k]:.3g} A is beyond {MAX_COORDINATE:g} A", path=where)
     electrons = float(numbers.sum())
     for label, value in (("charge", structure.charge), ("spin", structure.spin)):
         if value is not None and not (math.isfinite(value) and abs(value) <= electrons + 1):
             raise XanesnetError(f"{label} {value:g} is impossible for a molecule with {electrons:g} electrons", path=where)
-    if n > 1:
-        d2 = _squared_distances(pos.astype(np.float64, copy=False)) if n <= _DENSE_LIMIT else None  # once, for both checks
-        check_overlaps(structure, d2=d2)
-        _check_packing(structure, d2)
+    if 1 < n <= _DENSE_LIMIT:  # one distance array for both checks; the detailed ones name the atoms when one fails
+        d2 = _squared_distances(pos.astype(np.float64, copy=False))
+        np.fill_diagonal(d2, np.inf)
+        if (math.sqrt(d2.min()) < MIN_DISTANCE
+                or np.count_nonzero(d2 < DENSITY_RADIUS * DENSITY_RADIUS, axis=1).max() + 1 > MAX_NEIGHBOURS):
+            check_overlaps(structure, d2=d2)
+            _check_packing(structure, d2)
+    elif n > 1:
+        check_overlaps(structure)
+        _check_packing(structure)
     return structure
 
 
