@@ -1124,8 +1124,7 @@ def bench_smalltrain(ctx: Context) -> dict:
     import torch
 
     from xanesnet.config import Config
-    from xanesnet.data.dataset import heldout_mask
-    from xanesnet.experiments import fe_data_dir
+    from xanesnet.experiments import fe_subset, unseen_fe_draws
     from xanesnet.pipeline import build_training_set, train_model
     from xanesnet.predict import Predictor
 
@@ -1133,20 +1132,12 @@ def bench_smalltrain(ctx: Context) -> dict:
     if not archive.is_file():
         raise SectionSkipped(f"the full Fe set {archive} is not here (expected ../shared/data beside the repository)")
     data = build_training_set(sample / "xyz", sample / "xanes", Config(), cache=ctx.work / "sample_features.h5")
-    full = fe_data_dir(archive)
-    stems = sorted(p.stem for p in (full / "xyz").glob("*.xyz"))
-    outside = [n for n, held in zip(stems, heldout_mask(stems, 0.1)) if not held and n not in set(data.ids)]
     seeds = SMALLTRAIN_SEEDS if not ctx.size.epochs else SMALLTRAIN_SEEDS[:1]  # a smoke run: one seed, a few epochs
     n_external = SMALLTRAIN_EXTERNAL if not ctx.size.epochs else 40
-    chosen = [outside[i] for i in np.random.default_rng(0).choice(len(outside), n_external, replace=False)]
-    ext_dir = ctx.work / "smalltrain_external"
-    for sub, src, suffix in (("xyz", "xyz", ".xyz"), ("xanes", "xanes_conv", ".txt")):
-        (ext_dir / sub).mkdir(parents=True, exist_ok=True)
-        for name in chosen:
-            link = ext_dir / sub / f"{name}{suffix}"
-            if not link.exists():
-                link.symlink_to(full / src / f"{name}{suffix}")
-    external = build_training_set(ext_dir / "xyz", ext_dir / "xanes", Config(), cache=ctx.work / "external_features.h5")
+    # the second of the draws scripts/small_data_rules.py makes: the first chose the rules, this one only reports
+    _, chosen = unseen_fe_draws(data.ids, [SMALLTRAIN_EXTERNAL, n_external], archive=archive)
+    external = fe_subset(chosen, Config(), ctx.work / "smalltrain_external", cache=ctx.work / "external_features.h5",
+                         archive=archive)
     threads = torch.get_num_threads()
     contenders = {"data-size rules (default)": {}, "previous fixed defaults": PREVIOUS_TRAINING_DEFAULTS}
     runs: dict[str, list[dict]] = {name: [] for name in contenders}
@@ -1185,8 +1176,8 @@ def bench_smalltrain(ctx: Context) -> dict:
                     "cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)})
     new, old = runs["data-size rules (default)"], runs["previous fixed defaults"]
     return {"data": "Fe FDMNES sample (fe_k_fdmnes_sample), held-out 10% by name hash; external: "
-                    f"{n_external} further Fe complexes of the full set (seed-0 draw outside the sample and "
-                    "outside the full set's held-out 10%)",
+                    f"{n_external} further Fe complexes of the full set (outside the sample and the full set's "
+                    "held-out 10%, and apart from the draw the rules were chosen on: xanesnet.experiments.unseen_fe_draws)",
             "n_molecules": len(data.ids), "n_external": len(external.ids), "seeds": list(seeds),
             "command": "xanesnet train --xyz ../shared/data/fe_k_fdmnes_sample/xyz --spectra "
                        "../shared/data/fe_k_fdmnes_sample/xanes --holdout 0.1 --seed SEED --out MODEL",

@@ -70,6 +70,39 @@ def extract_once(archive: Path, name: str) -> Path:
     return out
 
 
+def unseen_fe_draws(exclude: Sequence[str], sizes: Sequence[int], *, seed: int = 0,
+                    archive: str | os.PathLike | None = None) -> list[list[str]]:
+    """Disjoint random draws (of ``sizes``) of Fe complex names outside ``exclude`` and outside the held-out 10%.
+
+    For studies that train on a small set (e.g. the 99-molecule sample): one
+    draw to choose settings on, another to report on, neither ever trained on.
+    """
+    from xanesnet.data.dataset import heldout_mask
+
+    stems = sorted(p.stem for p in (fe_data_dir(archive) / "xyz").glob("*.xyz"))
+    skip = set(exclude)
+    outside = [n for n, held in zip(stems, heldout_mask(stems, 0.1)) if not held and n not in skip]
+    if sum(sizes) > len(outside):
+        raise XanesnetError(f"only {len(outside)} Fe complexes to draw {sum(sizes)} from")
+    order = np.random.default_rng(seed).permutation(len(outside))
+    ends = np.cumsum([0, *sizes])
+    return [[outside[i] for i in order[a:b]] for a, b in zip(ends[:-1], ends[1:])]
+
+
+def fe_subset(names: Sequence[str], config: Any, work: str | os.PathLike, *, cache: str | os.PathLike | None = None,
+              archive: str | os.PathLike | None = None):
+    """A :class:`~xanesnet.data.sources.TrainingSet` of these Fe complexes (convolved spectra), through links in ``work``."""
+    from xanesnet.data.sources import build_training_set
+
+    full, work = fe_data_dir(archive), Path(work)
+    for sub, src, suffix in (("xyz", "xyz", ".xyz"), ("xanes", "xanes_conv", ".txt")):
+        shutil.rmtree(work / sub, ignore_errors=True)
+        (work / sub).mkdir(parents=True)
+        for name in names:
+            (work / sub / f"{name}{suffix}").symlink_to(full / src / f"{name}{suffix}")
+    return build_training_set(work / "xyz", work / "xanes", config, cache=cache)
+
+
 def tmqm_dir(archive: str | os.PathLike | None = None, scratch: str | os.PathLike | None = None) -> Path:
     """The 29,296 tmQM Ti-Zn geometries (``index.tsv``, ``<Metal>/*.xyz``) unpacked from ``archive`` (default the
     shared one) into ``scratch/tmqm_3d`` (default the cache) once; atomic through a temporary directory."""
