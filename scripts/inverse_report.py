@@ -71,7 +71,9 @@ def invert_metrics(predictor: InversePredictor, spectra: list[Spectrum], cn: np.
     has = np.isfinite(err)
     z = err[has] / res.r1_std[has]
     return {"n": int(len(spectra)), "refused_not_covered": refused,
-            "cn_exact": float(np.mean(res.cn == cn[ok])), "cn_within_1": float(np.mean(np.abs(res.cn - cn[ok]) <= 1)),
+            "cn_exact": float(np.mean(res.cn == cn[ok])),
+            "cn_exact_counting_refused_as_wrong": float(np.sum(res.cn == cn[ok]) / len(spectra)),
+            "cn_within_1": float(np.mean(np.abs(res.cn - cn[ok]) <= 1)),
             "cn_prob_mean": float(np.mean(res.cn_prob)),
             "r1_mae": float(np.mean(err[has])), "r1_coverage_1sigma": float(np.mean(z <= 1)),
             "r1_coverage_2sigma": float(np.mean(z <= 2)), "r1_std_median": float(np.median(res.r1_std)),

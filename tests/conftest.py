@@ -14,6 +14,21 @@ SHARED_DATA = Path(os.environ.get("XANESNET_SHARED_DATA", ROOT.parent / "shared"
 EXAMPLES = ROOT / "data" / "examples"
 
 
+def float16_jittered(members: list, gen) -> list:
+    """Copies of ``members`` with every weight moved by a uniform random amount within half a float16 step: where
+    the float32 originals of float16-stored weights may lie."""
+    import torch
+
+    nets = []
+    for net in members:
+        sd = {}
+        for k, v in net.state_dict().items():
+            step = torch.as_tensor(np.spacing(np.abs(v.numpy()).astype(np.float16)).astype(np.float32))
+            sd[k] = v + (torch.rand(v.shape, generator=gen) - 0.5) * step
+        nets.append(type(net).from_state(net.settings, sd, n_in=net.n_in, n_out=net.n_out))
+    return nets
+
+
 def shared_data(*parts: str) -> Path:
     """Path under the shared reference data; skip (or, under CI=true, fail) when it is absent."""
     path = SHARED_DATA.joinpath(*parts)

@@ -8,7 +8,7 @@ import logging
 import numpy as np
 import pytest
 import torch
-from conftest import EXAMPLES, ROOT
+from conftest import EXAMPLES, ROOT, float16_jittered
 
 from xanesnet.bundle import load_bundle
 from xanesnet.config import Config, TrainingSettings
@@ -80,13 +80,7 @@ def test_shipped_float16_model_is_insensitive_to_its_rounding(model):
     ref = Predictor(bundle).predict_features(x, calibrate=False).samples
     gen = torch.Generator().manual_seed(0)
     for _ in range(3):
-        nets = []
-        for net in bundle.members:
-            sd = {}
-            for k, v in net.state_dict().items():
-                step = torch.as_tensor(np.spacing(np.abs(v.numpy()).astype(np.float16)).astype(np.float32))
-                sd[k] = v + (torch.rand(v.shape, generator=gen) - 0.5) * step
-            nets.append(type(net).from_state(net.settings, sd, n_in=net.n_in, n_out=net.n_out))
+        nets = float16_jittered(bundle.members, gen)
         from xanesnet.bundle import Bundle
 
         moved = Predictor(Bundle(path=None, config=bundle.config, members=nets)).predict_features(x, calibrate=False).samples

@@ -8,7 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import EXAMPLES, ROOT
+from conftest import EXAMPLES, ROOT, float16_jittered
 
 from xanesnet.cli import main
 from xanesnet.io.spectra import Spectrum
@@ -315,14 +315,7 @@ def test_shipped_inverse_model_is_insensitive_to_its_float16_rounding(fe_sample)
     assert shipped.config["float16_check"]["max_change_over_rms"] < FLOAT16_TOLERANCE  # measured when converted
     spectra = [read_spectrum(p) for p in sorted((fe_sample / "xanes").glob("*.txt"))[:30]]
     ref = shipped.predict(spectra)
-    gen = torch.Generator().manual_seed(0)
-    nets = []
-    for net in shipped.members:
-        sd = {}
-        for k, v in net.state_dict().items():
-            step = torch.as_tensor(np.spacing(np.abs(v.numpy()).astype(np.float16)).astype(np.float32))
-            sd[k] = v + (torch.rand(v.shape, generator=gen) - 0.5) * step
-        nets.append(type(net).from_state(net.settings, sd, n_in=net.n_in, n_out=net.n_out))
-    moved = InversePredictor(shipped.config, nets).predict(spectra)
+    moved = InversePredictor(shipped.config, float16_jittered(shipped.members, torch.Generator().manual_seed(0))).predict(
+        spectra)
     assert np.max(np.abs(moved.probabilities - ref.probabilities)) < 1e-3
     assert np.max(np.abs(moved.r1 - ref.r1)) < 1e-3
