@@ -52,7 +52,10 @@ def test_benchmark_tiny_writes_report(tmp_path):
     small = sections["smalltrain"]
     assert set(small["runs"]) == {"data-size rules (default)", "previous fixed defaults"}
     assert small["runs"]["previous fixed defaults"][0]["training"]["batch_size"] == 64
-    assert small["runs"]["data-size rules (default)"][0]["training"]["batch_size"] == 32
+    from xanesnet.config import TrainingSettings
+
+    rules = small["runs"]["data-size rules (default)"][0]
+    assert rules["training"]["batch_size"] == TrainingSettings().for_size(rules["n_train"]).batch_size
     assert "## 5. Training on a small data set" in report
     theory = sections["theory"]
     if "skipped" not in theory:

@@ -160,9 +160,9 @@ def test_failed_save_leaves_the_old_model_untouched(saved_model, monkeypatch):
 
 
 @pytest.mark.parametrize("n,expected", [
-    (90, {"val_fraction": 10 / 90, "batch_size": 32, "patience": 20, "threads": 1}),  # the 99-molecule sample less held-out
-    (40, {"val_fraction": 0.25, "batch_size": 16, "patience": 20, "threads": 1}),
-    (300, {"val_fraction": 0.1, "batch_size": 64, "patience": 30, "threads": 1}),
+    (90, {"val_fraction": 10 / 90, "batch_size": 64, "patience": 50, "threads": 1}),  # the 99-molecule sample less held-out
+    (40, {"val_fraction": 0.25, "batch_size": 32, "patience": 50, "threads": 1}),
+    (300, {"val_fraction": 0.1, "batch_size": 64, "patience": 50, "threads": 1}),
     (3667, {"val_fraction": 0.1, "batch_size": 64, "patience": 50, "threads": None}),  # the Fe set: the former defaults
 ])
 def test_training_settings_scale_with_the_data_size(n, expected):
@@ -171,6 +171,16 @@ def test_training_settings_scale_with_the_data_size(n, expected):
     assert round(resolved.val_fraction * n) >= 10  # enough spectra to early-stop and calibrate on, so no warning
     given = TrainingSettings(batch_size=8, patience=7, val_fraction=0.2, threads=2).for_size(n)
     assert (given.batch_size, given.patience, given.val_fraction, given.threads) == (8, 7, 0.2, 2)  # what is set stays
+
+
+def test_small_data_rules_are_the_ones_chosen_on_validation():
+    """for_size uses the batch-size divisor and patience floor that scripts/small_data_rules.py chose (its JSON)."""
+    from conftest import ROOT
+
+    from xanesnet import config
+
+    chosen = json.loads((ROOT / "docs" / "small_data_rules.json").read_text())["chosen"]
+    assert (config.SMALL_DATA_BATCH_DIVISOR, config.SMALL_DATA_PATIENCE_FLOOR) == (chosen["batch_divisor"], chosen["patience_floor"])
 
 
 def test_saved_model_records_the_settings_it_was_trained_with(tmp_path):
@@ -182,5 +192,5 @@ def test_saved_model_records_the_settings_it_was_trained_with(tmp_path):
     assert torch.get_num_threads() == threads  # restored after training
     recorded = json.loads((tmp_path / "m" / "config.json").read_text())["training"]
     assert {k: recorded[k] for k in ("batch_size", "patience", "val_fraction", "threads")} == {
-        "batch_size": 16, "patience": 20, "val_fraction": 10 / 60, "threads": 1}  # 60 // 2 = 30 -> 16
+        "batch_size": 32, "patience": 50, "val_fraction": 10 / 60, "threads": 1}  # 60 less 10 validation -> 32
     assert saved["training"] == recorded

@@ -22,6 +22,9 @@ from xanesnet.errors import XanesnetError
 from xanesnet.settings import Settings, choice, set_fields
 
 CALIBRATIONS = ("scalar", "energy")
+#: The small-data rules of :meth:`TrainingSettings.for_size`, chosen on validation by ``scripts/small_data_rules.py``.
+SMALL_DATA_BATCH_DIVISOR = 1
+SMALL_DATA_PATIENCE_FLOOR = 50
 
 
 @dataclass
@@ -92,21 +95,24 @@ class TrainingSettings(Settings):
 
         - ``val_fraction``: 10%, raised (to at most 25%) so that at least 10
           spectra early-stop and calibrate (fewer warn: the error bars rest on them);
-        - ``batch_size``: n/2 rounded down to a power of two, between 16 and
-          64 (at least two steps an epoch: 32 for the 99-molecule sample);
-        - ``patience``: n/10 epochs, between 20 and 50;
+        - ``batch_size``: n / ``SMALL_DATA_BATCH_DIVISOR`` rounded down to a
+          power of two, between 16 and 64;
+        - ``patience``: n/10 epochs, between ``SMALL_DATA_PATIENCE_FLOOR`` and 50;
         - ``threads``: 1 below 2,000 spectra (small batches gain nothing from a
           second thread, and a busy machine makes it spin), else torch's default.
 
-        From 500 spectra up (the 4,079-complex Fe set) the rules give the former
-        fixed defaults: batch 64, patience 50, 10% validation.
+        The divisor (1) and the floor (50) were chosen among 1-2 and 20-50 on
+        validation data (``scripts/small_data_rules.py``,
+        ``docs/small_data_rules.json``): with them the batch size is 64 and the
+        patience 50 from 64 spectra up, the former fixed defaults, and the
+        speed-up on small sets comes from the single thread.
         """
         import math
 
         rules = {
             "val_fraction": min(0.25, max(0.1, 10 / max(n, 1))),
-            "batch_size": int(min(64, max(16, 2 ** math.floor(math.log2(max(n, 2) / 2))))),
-            "patience": int(min(50, max(20, n // 10))),
+            "batch_size": int(min(64, max(16, 2 ** math.floor(math.log2(max(n, 2) / SMALL_DATA_BATCH_DIVISOR))))),
+            "patience": int(min(50, max(SMALL_DATA_PATIENCE_FLOOR, n // 10))),
             "threads": 1 if n < 2000 else None,
         }
         return dataclasses.replace(self, **{k: v for k, v in rules.items() if getattr(self, k) is None})
