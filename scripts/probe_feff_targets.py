@@ -9,7 +9,14 @@ For each metal and spectrum, on the molecules outside the held-out 10%, the
 - ``fermi_relative`` / ``fermi_relative_shape``: the spectrum on a grid
   relative to each molecule's own Fermi level E_F (raw / shape);
 - ``e_fermi``: E_F itself (what a model on an E_F-relative grid would also
-  have to predict to place its output on absolute energies).
+  have to predict to place its output on absolute energies);
+- XES only, ``main_line_relative`` (the shape, mean intensity 1): each
+  spectrum shifted so that its main line sits where the fold-training mean
+  spectrum's does (the shift, within +-8 eV, that best correlates it with
+  that mean), the aligned spectra and the shift regressed separately, and the
+  predicted spectrum shifted back onto the absolute grid: scored there, so it
+  is directly comparable with ``absolute_shape``; ``main_line`` is the CV
+  ratio of the shift alone (``main_line_std_ev`` its spread).
 
 Writes docs/feff_target_probe.json, stamped with the commit.
 
@@ -36,16 +43,60 @@ from xanesnet.io.structures import FIRST_ROW_TM
 from xanesnet.spectra import parse_grid
 
 
+def regress(x: np.ndarray, y: np.ndarray, fit: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """Kernel ridge fitted on rows ``fit``, predicting rows ``test`` (standardised, clipped inputs and targets)."""
+    scaler = StandardScaler().fit(x[fit])
+    xs = np.clip(scaler.transform(x), -10, 10)
+    mean, std = y[fit].mean(0), y[fit].std(0) + 1e-12
+    model = KernelRidge(alpha=0.3, kernel="rbf", gamma=1.0 / x.shape[1]).fit(xs[fit], (y[fit] - mean) / std)
+    return model.predict(xs[test]) * std + mean
+
+
 def cv_ratio(x: np.ndarray, y: np.ndarray) -> float:
     se = base = 0.0
     for fit, test in KFold(5, shuffle=True, random_state=0).split(x):
-        scaler = StandardScaler().fit(x[fit])
-        xs = np.clip(scaler.transform(x), -10, 10)
-        mean, std = y[fit].mean(0), y[fit].std(0) + 1e-12
-        model = KernelRidge(alpha=0.3, kernel="rbf", gamma=1.0 / x.shape[1]).fit(xs[fit], (y[fit] - mean) / std)
-        se += float(np.sum((model.predict(xs[test]) * std + mean - y[test]) ** 2))
-        base += float(np.sum((mean - y[test]) ** 2))
+        se += float(np.sum((regress(x, y, fit, test) - y[test]) ** 2))
+        base += float(np.sum((y[fit].mean(0) - y[test]) ** 2))
     return se / base
+
+
+MAX_SHIFT = 8.0
+
+
+def shifted(y: np.ndarray, grid: np.ndarray, shift: float) -> np.ndarray:
+    """``y`` (on ``grid``) moved by ``-shift`` eV: the value at ``e`` is ``y(e + shift)`` (ends continued)."""
+    return np.interp(grid + shift, grid, y)
+
+
+def main_line_shift(y: np.ndarray, grid: np.ndarray, reference: np.ndarray) -> float:
+    """The shift (grid steps, within +-MAX_SHIFT eV) that best correlates ``y`` with ``reference``: its main-line offset."""
+    step = grid[1] - grid[0]
+    shifts = np.arange(-round(MAX_SHIFT / step), round(MAX_SHIFT / step) + 1) * step
+    return float(shifts[np.argmax([shifted(y, grid, d) @ reference for d in shifts])])
+
+
+def aligned_cv_ratios(x: np.ndarray, y: np.ndarray, grid: np.ndarray) -> tuple[float, float, float]:
+    """CV ratios of the main-line route (scored on the absolute grid) and of the shift alone, and the shifts' spread."""
+    se = base = se_shift = base_shift = 0.0
+    spread = []
+    for fit, test in KFold(5, shuffle=True, random_state=0).split(x):
+        reference = y[fit].mean(0)
+        for _ in range(2):  # align to the mean, then to the mean of the aligned spectra
+            shift = np.array([main_line_shift(v, grid, reference) for v in y[fit]])
+            aligned = np.array([shifted(v, grid, d) for v, d in zip(y[fit], shift)])
+            reference = aligned.mean(0)
+        spread.append(shift.std())
+        aligned_all, shift_all = np.zeros_like(y), np.zeros((len(y), 1))
+        aligned_all[fit], shift_all[fit, 0] = aligned, shift
+        shape = regress(x, aligned_all, fit, test)
+        offset = regress(x, shift_all, fit, test)[:, 0]
+        pred = np.array([shifted(v, grid, -d) for v, d in zip(shape, offset)])
+        se += float(np.sum((pred - y[test]) ** 2))
+        base += float(np.sum((y[fit].mean(0) - y[test]) ** 2))
+        truth = np.array([main_line_shift(v, grid, reference) for v in y[test]])
+        se_shift += float(np.sum((offset - truth) ** 2))
+        base_shift += float(np.sum((shift.mean() - truth) ** 2))
+    return se / base, se_shift / base_shift, float(np.mean(spread))
 
 
 def probe(metal: str, spectrum: str) -> dict:
@@ -60,10 +111,14 @@ def probe(metal: str, spectrum: str) -> dict:
     x = np.array([descriptor.create(s.structure, s.absorber) for s in mols])
     absolute = np.array([np.interp(grid, s.spectrum.energy, s.spectrum.intensity) for s in mols])
     rel = np.array([np.interp(relative + e, s.spectrum.energy, s.spectrum.intensity) for s, e in zip(mols, ef)])
-    return {"metal": metal, "spectrum": spectrum, "n": len(mols),
-            "absolute": cv_ratio(x, absolute), "absolute_shape": cv_ratio(x, absolute / absolute.mean(1, keepdims=True)),
-            "fermi_relative": cv_ratio(x, rel), "fermi_relative_shape": cv_ratio(x, rel / rel.mean(1, keepdims=True)),
-            "e_fermi": cv_ratio(x, ef[:, None]), "e_fermi_std_ev": float(ef.std())}
+    shape = absolute / absolute.mean(1, keepdims=True)
+    row = {"metal": metal, "spectrum": spectrum, "n": len(mols),
+           "absolute": cv_ratio(x, absolute), "absolute_shape": cv_ratio(x, shape),
+           "fermi_relative": cv_ratio(x, rel), "fermi_relative_shape": cv_ratio(x, rel / rel.mean(1, keepdims=True)),
+           "e_fermi": cv_ratio(x, ef[:, None]), "e_fermi_std_ev": float(ef.std())}
+    if spectrum == "xes":
+        row["main_line_relative"], row["main_line"], row["main_line_std_ev"] = aligned_cv_ratios(x, shape, grid)
+    return row
 
 
 def main() -> None:

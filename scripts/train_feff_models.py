@@ -26,6 +26,7 @@ docs/feff_models.md and .json.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -83,9 +84,26 @@ TRAINING = {"ensemble": 5, "batch_size": 16, "lr": 1e-3, "val_fraction": 0.15, "
 #: the absorbing element, output on the grid shared by all metals (relative to each metal's GRID_START). It sees ~9x
 #: the data of a per-element network: wider layers, less dropout, bigger batches. 3 members, not 5: the network is
 #: saved once per metal it ships for (9 copies of ~0.25 MB per member in float16; git stores identical files once).
-UNIVERSAL_DESCRIPTOR = AbsorberElement(inner=DESCRIPTOR).to_dict()
+#: Its descriptor (before the one-hot) resolves the ligand elements: unweighted G2 channels per group (H, C, N, O,
+#: P/S/As/Se, halogens, other; 8 Gaussians each) beside half the weighted G2 and G4 of the plain layout, so the input
+#: is about as long as the plain one (105 features, not 97) and the network no bigger. The per-element networks on ~100
+#: molecules overfitted such channels; the universal one, on ~2,500, gains most for XES (``universal_plain`` vs
+#: ``universal`` in docs/feff_selection.json).
+ELEMENT_GROUPS = ("H", "C", "N", "O", "P,S,As,Se", "F,Cl,Br,I")
+UNIVERSAL_INNER = WACSF(r_min=1.0, n_g2=16, n_g4=32, element_groups=ELEMENT_GROUPS, n_element_g2=8).to_dict()
+UNIVERSAL_DESCRIPTOR = AbsorberElement(inner=UNIVERSAL_INNER).to_dict()
+#: The universal network as first shipped, on the plain descriptor of the per-element networks: compared, not shipped.
+PLAIN_UNIVERSAL_DESCRIPTOR = AbsorberElement(inner=DESCRIPTOR).to_dict()
 UNIVERSAL_MODEL = {"kind": "mlp", "hidden": [256, 256], "activation": "silu", "dropout": 0.1}
 UNIVERSAL_TRAINING = {**TRAINING, "batch_size": 64, "ensemble": 3}
+#: Fine-tuning the universal network on one metal (xanesnet.training.fine_tune): its weights, scalers and validation
+#: split kept, a few more epochs on that metal's molecules alone at a fifth of the learning rate.
+FINE_TUNING = {"lr": 2e-4, "batch_size": 32, "patience": 30, "epochs": 1000}
+#: What scripts/compare_feff_models.py compares; all but ``universal_plain`` can be shipped, per metal and spectrum.
+KINDS = ("per_element", "universal_plain", "universal", "fine_tuned")
+#: A fine-tuned network is a file of its own per metal (~0.9 MB; the nine universal copies are one file to git), so it
+#: ships only where it lowers the universal network's CV ratio by at least this fraction of it.
+FINE_TUNED_MARGIN = 0.05
 COMPARISON = ROOT / "docs" / "feff_comparison.json"
 REFERENCE = {
     "xanes": "FEFF10 (feff10-rs 0.2.4) K-edge XANES of tmQM complexes (XANES 4.0, SCF 2.5 0 6, FMS 4.0, RPATH -1), "
@@ -101,6 +119,11 @@ class Sources:
 
     counts: dict[str, int] = field(default_factory=dict)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def with_element(x: np.ndarray, metal: str) -> np.ndarray:
+    """Descriptor rows of ``metal`` absorbers followed by the one-hot of the universal model's input."""
+    return np.hstack([x, np.tile(np.eye(len(FIRST_ROW_TM))[FIRST_ROW_TM.index(metal)], (len(x), 1))])
 
 
 def spectra_settings(metal: str, spectrum: str) -> dict:
@@ -169,8 +192,7 @@ def cross_validate(x: np.ndarray, y: np.ndarray, energy: np.ndarray, config: Con
     Call it on the non-held-out data only.
     """
     from xanesnet.analysis.metrics import evaluate_spectra
-    from xanesnet.bundle import Bundle
-    from xanesnet.pipeline import model_config
+    from xanesnet.bundle import Bundle, model_config
     from xanesnet.predict import Predictor
     from xanesnet.training import train
 
@@ -255,27 +277,72 @@ def train_one(metal: str, spectrum: str, *, out_dir: Path, extra_dir: Path, live
                 time.perf_counter() - start)
 
 
-def train_universal(spectrum: str, ship: list[str], *, out_dir: Path, extra_dir: Path, live: Path | None,
+#: The example molecules (data/examples): the float16 check also covers them, since they lie off tmQM.
+EXAMPLES = ROOT / "data" / "examples"
+
+
+def example_features(descriptor: dict, metals: list[str]) -> np.ndarray:
+    """Descriptor rows of every example molecule, once for each of ``metals`` it holds (that metal the absorber)."""
+    from xanesnet.io.structures import find_structure_files, read_structure, resolve_absorber
+
+    desc = descriptor_from_dict(descriptor)
+    rows = [desc.create(s, resolve_absorber(s, metal)) for s in map(read_structure, find_structure_files([EXAMPLES]))
+            for metal in metals if metal in s.symbols]
+    return np.vstack(rows) if rows else np.empty((0, len(desc.feature_names)))
+
+
+#: Random draws of half-a-float16-step noise in the float16 check of the examples (tests/test_float16.py applies 3).
+FLOAT16_NOISE_DRAWS = 10
+
+
+def _float16(trained, energy: np.ndarray, names: list[str], x_val: np.ndarray, x_examples: np.ndarray
+             ) -> tuple[str, dict]:
+    """Storage dtype of ``trained``'s members for one shipped model, and the check behind it.
+
+    float16 where rounding the weights to float16 moves no prediction of
+    ``x_val`` (that metal's validation molecules) or ``x_examples`` (its
+    example molecules) by ``FLOAT16_TOLERANCE`` (1e-3 of the spectrum's RMS)
+    or more, and neither does noise of up to half a float16 step on each
+    weight (``FLOAT16_NOISE_DRAWS`` draws) for the examples; else the
+    float16-rounded weights are stored as float32.
+    """
+    from xanesnet.bundle import model_config
+    from xanesnet.pipeline import FLOAT16_TOLERANCE, float16_change
+
+    config = model_config(trained, energy, names)
+    change = max(float16_change(config, trained.members, x_val),
+                 float16_change(config, trained.members, x_examples, noise_draws=FLOAT16_NOISE_DRAWS) if len(x_examples)
+                 else 0.0)
+    check = {"max_change_over_rms": change, "tolerance": FLOAT16_TOLERANCE, "n_spectra": len(x_val) + len(x_examples),
+             "molecules": "validation split (rounding) and examples (rounding, and noise of half a float16 step)",
+             "noise_draws": FLOAT16_NOISE_DRAWS}
+    return ("float16" if change < FLOAT16_TOLERANCE else "float32"), check
+
+
+def train_universal(spectrum: str, ship: dict[str, str], *, out_dir: Path, extra_dir: Path, live: Path | None,
                     seed: int) -> list[dict]:
     """Train the universal network on every metal's non-held-out molecules; save it as the model of each metal in ``ship``.
 
-    Each saved copy carries that metal's absolute grid and spectrum settings,
-    is calibrated on that metal's molecules of the validation split and scored
-    on that metal's held-out 10%.
+    ``ship`` maps a metal to ``universal`` (the network itself) or
+    ``fine_tuned`` (the network trained on for that metal alone, see
+    :data:`FINE_TUNING`). Each saved model carries that metal's absolute grid
+    and spectrum settings, is calibrated on that metal's molecules of the
+    universal network's validation split and scored on that metal's held-out 10%.
     """
-    from xanesnet.bundle import Bundle, save_bundle
+    from xanesnet.analysis.metrics import score_predictions
+    from xanesnet.bundle import Bundle, model_config, save_bundle
     from xanesnet.data.dataset import data_hash
-    from xanesnet.pipeline import FLOAT16_TOLERANCE, float16_change, half_rounded, model_config, score_predictions
-    from xanesnet.uncertainty import calibrate
+    from xanesnet.pipeline import half_rounded
     from xanesnet.predict import Predictor
-    from xanesnet.training import train
+    from xanesnet.training import fine_tune, train
+    from xanesnet.uncertainty import calibrate
 
     start = time.perf_counter()
     sets, element = {}, []
-    for k, metal in enumerate(FIRST_ROW_TM):
-        data, sources = load_data(metal, spectrum, make_config(metal, spectrum), extra_dir=extra_dir, live=live)
-        onehot = np.tile(np.eye(len(FIRST_ROW_TM))[k], (len(data.ids), 1))
-        sets[metal] = (TrainingSet(ids=data.ids, x=np.hstack([data.x, onehot]), y=data.y, energy=data.energy), sources)
+    for metal in FIRST_ROW_TM:
+        data, sources = load_data(metal, spectrum, make_config(metal, spectrum, descriptor=UNIVERSAL_INNER),
+                                  extra_dir=extra_dir, live=live)
+        sets[metal] = (TrainingSet(ids=data.ids, x=with_element(data.x, metal), y=data.y, energy=data.energy), sources)
         element += [metal] * len(data.ids)
     ids = [i for d, _ in sets.values() for i in d.ids]
     x = np.vstack([d.x for d, _ in sets.values()])
@@ -284,46 +351,63 @@ def train_universal(spectrum: str, ship: list[str], *, out_dir: Path, extra_dir:
     test = heldout_mask(ids)
     config = make_config(FIRST_ROW_TM[0], spectrum, seed=seed, descriptor=UNIVERSAL_DESCRIPTOR, model=UNIVERSAL_MODEL,
                          training=UNIVERSAL_TRAINING)
-    trained = train(x[~test], y[~test], config, progress=False)
-    names = AbsorberElement(inner=DESCRIPTOR).feature_names
-    # float16 weights (half the size of each of the nine copies) where they move no validation prediction by 1e-3 of its RMS
-    check = model_config(trained, sets[FIRST_ROW_TM[0]][0].energy, names)
-    change = float16_change(check, trained.members, x[~test][trained.val_index])
-    dtype = "float16" if change < FLOAT16_TOLERANCE else "float32"
-    if dtype == "float16":
-        trained.members[:] = [half_rounded(m) for m in trained.members]
-    fit_element, val = element[~test], np.zeros((~test).sum(), bool)
+    x_fit, y_fit, fit_element = x[~test], y[~test], element[~test]
+    trained = train(x_fit, y_fit, config, progress=False)
+    names = descriptor_from_dict(UNIVERSAL_DESCRIPTOR).feature_names
+    # every copy holds the float16-rounded weights (stored as float16 where that metal's check allows, so that git
+    # keeps one file for the identical copies) and is scored with them
+    examples = {m: example_features(UNIVERSAL_DESCRIPTOR, [m]) for m in FIRST_ROW_TM}
+    rounded = dataclasses.replace(trained, members=[half_rounded(m) for m in trained.members])
+    val = np.zeros(len(x_fit), bool)
     val[trained.val_index] = True
+    tuning = TrainingSettings(**{**UNIVERSAL_TRAINING, **FINE_TUNING})
     rows = []
-    for metal in ship:
+    for metal, kind in ship.items():
         data, sources = sets[metal]
         mine = element == metal
-        cfg = {**model_config(trained, data.energy, names), "spectra": spectra_settings(metal, spectrum), "absorber": None,
-               "n_train": int((~test & mine).sum()), "n_train_all_metals": int((~test).sum()),
-               "training_data_sha256": data_hash([i for i, t in zip(ids, test) if not t], x[~test], y[~test]),
-               "training_seconds": round(trained.seconds, 2), "history": trained.history,
-               "float16_check": {"max_change_over_rms": change, "tolerance": FLOAT16_TOLERANCE,
-                                 "n_spectra": int(len(trained.val_index))},
-               **metadata(metal, spectrum, sources, "universal")}
-        predictor = Predictor(Bundle(path=None, config=cfg, members=trained.members))
-        xv, yv = x[~test][val & (fit_element == metal)], y[~test][val & (fit_element == metal)]
-        cfg["uncertainty"] = calibrate(predictor, xv, yv, spread=y[~test & mine].std(0),
+        rows_m = np.flatnonzero(fit_element == metal)
+        val_m = np.flatnonzero(val[rows_m])
+        model = trained
+        extra = {"n_train_all_metals": int((~test).sum())}
+        if kind == "fine_tuned":
+            model = fine_tune(rounded, x_fit[rows_m], y_fit[rows_m], val_m, tuning, progress=False)
+            extra["fine_tuning"] = {"from": "the universal network of this spectrum, trained on all nine metals",
+                                    "universal_training_seconds": round(trained.seconds, 2), "settings": FINE_TUNING}
+        dtype, check = _float16(model, data.energy, names, x_fit[rows_m][val_m], examples[metal])
+        model = rounded if kind == "universal" else dataclasses.replace(model, members=[half_rounded(m) for m in model.members])
+        cfg = {**model_config(model, data.energy, names), "spectra": spectra_settings(metal, spectrum), "absorber": None,
+               "n_train": int((~test & mine).sum()), **extra,
+               "training_data_sha256": data_hash([i for i, t in zip(ids, test) if not t], x_fit, y_fit),
+               "training_seconds": round(model.seconds, 2), "history": model.history,
+               "float16_check": check,
+               **metadata(metal, spectrum, sources, kind)}
+        predictor = Predictor(Bundle(path=None, config=cfg, members=model.members))
+        cfg["uncertainty"] = calibrate(predictor, x_fit[rows_m][val_m], y_fit[rows_m][val_m], spread=y[~test & mine].std(0),
                                        kind=trained.config.training.calibration, settings=trained.config.uncertainty)
         t = test & mine
         cfg["holdout"] = {"fraction": 0.1, "rule": "sha256(name) mod 1000 < 1000*fraction",
                           "ids": [i for i, tt in zip(ids, t) if tt]}
         cfg["holdout_metrics"] = score_predictions(predictor.predict_features(x[t]), y[t])
         out = out_dir / f"{metal.lower()}-k-{spectrum}-feff"
-        save_bundle(out, cfg, trained.members, weights_dtype=dtype)
+        save_bundle(out, cfg, model.members, weights_dtype=dtype)
         cfg["holdout_metrics"]["min_intensity_over_max"] = _lowest(predictor, x[t])
-        mask = test[mine]
-        rows.append(_row(metal, spectrum, "universal", out, cfg, _heldout_baseline(data, mask), sources,
+        rows.append(_row(metal, spectrum, kind, out, cfg, _heldout_baseline(data, test[mine]), sources,
                          time.perf_counter() - start))
     return rows
 
 
+def winner(ratios: dict[str, float]) -> str:
+    """The kind to ship from CV ratios by kind: the lowest, a fine-tuned network only by :data:`FINE_TUNED_MARGIN`."""
+    ratios = {kind: r for kind, r in ratios.items() if kind != "universal_plain"}
+    tuned = ratios.pop("fine_tuned", None)
+    best = min(ratios, key=ratios.get)
+    if tuned is not None and tuned < ratios[best] and tuned <= (1 - FINE_TUNED_MARGIN) * ratios.get("universal", np.inf):
+        return "fine_tuned"
+    return best
+
+
 def shipped_kind(metal: str, spectrum: str, comparison: dict | None) -> str:
-    """``universal`` or ``per_element``: the winner of the cross-validated comparison (per-element without one)."""
+    """One of :data:`KINDS`: the winner of the cross-validated comparison (per-element without one)."""
     for r in (comparison or {}).get("rows", []):
         if (r["metal"], r["spectrum"]) == (metal, spectrum):
             return r["winner"]
@@ -333,7 +417,7 @@ def shipped_kind(metal: str, spectrum: str, comparison: dict | None) -> str:
 def cv_ratio(metal: str, spectrum: str, kind: str, comparison: dict | None) -> float | None:
     for r in (comparison or {}).get("rows", []):
         if (r["metal"], r["spectrum"]) == (metal, spectrum):
-            return r[f"{kind}_ratio"]
+            return r.get(f"{kind}_ratio")
     return None
 
 
@@ -441,7 +525,8 @@ def main() -> None:
     comparison = json.loads(args.comparison.read_text()) if args.comparison.is_file() else None
     rows = []
     for spectrum in args.spectra:
-        universal = [m for m in args.metals if shipped_kind(m, spectrum, comparison) == "universal"]
+        universal = {m: shipped_kind(m, spectrum, comparison) for m in args.metals}
+        universal = {m: kind for m, kind in universal.items() if kind != "per_element"}
         if universal:
             rows += train_universal(spectrum, universal, out_dir=args.out_dir, extra_dir=args.extra_dir, live=args.live,
                                     seed=args.seed)

@@ -112,3 +112,60 @@ def test_missing_source_model(tmp_path, capsys):
     code = main(["train", "--features", str(tmp_path / "d.npz"), "--init-from", str(tmp_path / "nope"),
                  "--out", str(tmp_path / "ft"), "--no-progress"])
     assert code == 2 and "nope: no such model directory" in capsys.readouterr().err
+
+
+def two_groups(data):
+    """``data`` plus a second group, peaks 8 grid points lower, told apart by a last 0/1 column (an element one-hot)."""
+    x = np.vstack([np.hstack([data.x, np.zeros((len(data.x), 1))]), np.hstack([data.x, np.ones((len(data.x), 1))])])
+    shifted = np.hstack([data.y[:, 8:], np.repeat(data.y[:, -1:], 8, axis=1)])
+    return x, np.vstack([data.y, shifted])
+
+
+def test_fine_tune_keeps_the_source_scaling_and_a_vanishing_step_keeps_its_predictions(data):
+    from xanesnet.bundle import Bundle, model_config
+    from xanesnet.training import fine_tune, train
+
+    x, y = two_groups(data)
+    source = train(x, y, config(), progress=False)
+    group = np.flatnonzero(x[:, -1] == 1)
+    val = np.flatnonzero(np.isin(group, source.val_index))
+    tuned = fine_tune(source, x[group], y[group], val, TrainingSettings(lr=1e-12, epochs=1, patience=1, batch_size=16),
+                      progress=False)
+    assert tuned.x_scaler is source.x_scaler and tuned.y_transform is source.y_transform
+    assert len(tuned.members) == 2 and tuned.config.training.ensemble == 2
+    assert np.array_equal(tuned.val_index, val)
+
+    def predict(trained):
+        cfg = model_config(trained, data.energy, [f"x{i}" for i in range(x.shape[1])])
+        return Predictor(Bundle(path=None, config=cfg, members=trained.members)).predict_features(x[group]).mean
+
+    np.testing.assert_allclose(predict(tuned), predict(source), atol=1e-5)
+
+
+def test_fine_tuning_on_one_group_fits_that_group_better(data):
+    from xanesnet.bundle import Bundle, model_config
+    from xanesnet.training import fine_tune, train
+
+    x, y = two_groups(data)
+    source = train(x, y, config(epochs=15, patience=15), progress=False)
+    group = np.flatnonzero(x[:, -1] == 1)
+    val = np.flatnonzero(np.isin(group, source.val_index))
+    tuned = fine_tune(source, x[group], y[group], val, TrainingSettings(lr=1e-3, epochs=60, patience=60, batch_size=16),
+                      progress=False)
+    fit = np.setdiff1d(np.arange(len(group)), val)
+
+    def mse(trained):
+        cfg = model_config(trained, data.energy, [f"x{i}" for i in range(x.shape[1])])
+        pred = Predictor(Bundle(path=None, config=cfg, members=trained.members)).predict_features(x[group][fit]).mean
+        return float(np.mean((pred - y[group][fit]) ** 2))
+
+    assert mse(tuned) < 0.8 * mse(source)
+
+
+def test_fine_tune_refuses_data_of_another_width(data):
+    from xanesnet.errors import XanesnetError
+    from xanesnet.training import fine_tune, train
+
+    source = train(data.x, data.y, config(ensemble=1), progress=False)
+    with pytest.raises(XanesnetError, match="do not fit the source network"):
+        fine_tune(source, data.x[:, :-1], data.y, np.arange(5), TrainingSettings(), progress=False)

@@ -102,21 +102,51 @@ def train_model(data: TrainingSet, config: Config, out: str | os.PathLike, *, ho
 FLOAT16_TOLERANCE = 1e-3
 
 
-def float16_change(config: dict[str, Any], members: list, x: np.ndarray) -> float:
+def float16_change(config: dict[str, Any], members: list, x: np.ndarray, *, noise_draws: int = 0, seed: int = 0) -> float:
     """How far rounding the weights to float16 moves the predictions of ``x``.
 
     The largest ``max |change| / RMS`` over every member's (and dropout
     draw's) predicted spectrum, the RMS being that of the float32 prediction.
-    ``config`` is a model config (scalers, target transform, grid).
+    ``config`` is a model config (scalers, target transform, grid). With
+    ``noise_draws``, also the largest change of the rounded networks'
+    predictions when every weight moves by uniform noise of up to half a
+    float16 step (the stored weights promise no more than that: any such
+    weights could have been rounded to them), drawn that many times (seeded).
     """
+    import torch
+
     from xanesnet.bundle import Bundle
     from xanesnet.predict import Predictor
 
-    full = Predictor(Bundle(path=None, config=config, members=members)).predict_features(x, calibrate=False).samples
-    half = Predictor(Bundle(path=None, config=config, members=[half_rounded(m) for m in members])).predict_features(
-        x, calibrate=False).samples
-    rms = np.sqrt(np.mean(full**2, axis=-1))
-    return float(np.max(np.abs(half - full).max(axis=-1) / np.where(rms > 0, rms, 1.0)))
+    def samples(nets: list) -> np.ndarray:
+        return Predictor(Bundle(path=None, config=config, members=nets)).predict_features(x, calibrate=False).samples
+
+    def change(a: np.ndarray, b: np.ndarray) -> float:
+        rms = np.sqrt(np.mean(a**2, axis=-1))
+        return float(np.max(np.abs(b - a).max(axis=-1) / np.where(rms > 0, rms, 1.0)))
+
+    half = [half_rounded(m) for m in members]
+    rounded = samples(half)
+    worst = change(samples(members), rounded)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(noise_draws):
+        worst = max(worst, change(rounded, samples([_half_step_noise(m, gen) for m in half])))
+    return worst
+
+
+def _half_step_noise(net, gen):
+    """A copy of ``net`` with uniform noise of up to half a float16 step added to every float32 parameter."""
+    import copy
+
+    import torch
+
+    net = copy.deepcopy(net)
+    with torch.no_grad():
+        for t in net.parameters():
+            if t.dtype == torch.float32:
+                step = torch.as_tensor(np.spacing(np.abs(t.numpy()).astype(np.float16)).astype(np.float32))
+                t.add_((torch.rand(t.shape, generator=gen) - 0.5) * step)
+    return net
 
 
 def half_rounded(net):

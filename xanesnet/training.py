@@ -6,6 +6,8 @@ returns a :class:`TrainedModel` that :mod:`xanesnet.bundle` saves.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -15,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from xanesnet.config import Config
+from xanesnet.config import Config, TrainingSettings
 from xanesnet.errors import XanesnetError
 from xanesnet.models import build_model
 from xanesnet.transforms import Standardizer, input_scaler, target_transform
@@ -94,6 +96,39 @@ def train(x: np.ndarray, y: np.ndarray, config: Config, *, init: Sequence[dict[s
         torch.set_num_threads(threads)
     return TrainedModel(members=members, x_scaler=x_scaler, y_transform=y_tf, config=config, seed=seed,
                         val_index=val_idx, history=history, seconds=time.perf_counter() - start)
+
+
+def fine_tune(source: TrainedModel, x: np.ndarray, y: np.ndarray, val_index: np.ndarray, training: TrainingSettings,
+              *, progress: bool = True) -> TrainedModel:
+    """Continue training ``source``'s members on ``(x, y)`` in the source's own input and output space.
+
+    Unlike :func:`train` with ``init`` (``train --init-from``), the source's
+    input scaler and target transform are kept, since they are what its
+    weights expect: this suits a subset of the data the source was fitted
+    on, such as one metal of the universal Ti-Zn network. ``val_index``
+    (rows of ``x``) early-stops each member and is kept for calibration; for
+    such a subset pass the source's own validation rows, so that nothing
+    early-stops on data the source was fitted to. ``training`` gives the
+    learning rate, batch size, patience and epochs of the fine-tuning; the
+    ensemble size stays the source's.
+    """
+    if len(x) != len(y) or x.shape[1] != len(source.x_scaler.mean_):
+        raise XanesnetError(f"fine-tuning data do not fit the source network: x {x.shape}, y {y.shape}")
+    val_index = np.asarray(val_index, int)
+    train_idx = np.setdiff1d(np.arange(len(x)), val_index)
+    if len(val_index) < 1 or len(train_idx) < 2:
+        raise XanesnetError(f"too few samples to fine-tune: {len(train_idx)} to fit, {len(val_index)} to validate")
+    config = copy.deepcopy(source.config)
+    config.training = dataclasses.replace(training.for_size(len(x)), ensemble=len(source.members))
+    xs = torch.as_tensor(source.x_scaler.transform(x), dtype=torch.float32)
+    ys = torch.as_tensor(source.y_transform.transform(y), dtype=torch.float32)
+    start = time.perf_counter()
+    init = [m.state_dict() for m in source.members]
+    history: list[dict[str, Any]] = []
+    members = [_fit_member(m, source.seed, config, xs, ys, train_idx, val_index, init, history, progress=progress)
+               for m in range(len(source.members))]
+    return TrainedModel(members=members, x_scaler=source.x_scaler, y_transform=source.y_transform, config=config,
+                        seed=source.seed, val_index=val_index, history=history, seconds=time.perf_counter() - start)
 
 
 def _fit_member(m: int, seed: int, config: Config, xs: torch.Tensor, ys: torch.Tensor, train_idx: np.ndarray,
