@@ -455,7 +455,7 @@ class WACSF(Descriptor):
             powers = _powers(base, zetas)
             for zi, z in enumerate(zetas):
                 out[:, li, zi] = powers[float(z)]
-        return out.reshape(len(cos), -1)
+        return out.reshape(len(cos), len(self.lambdas) * len(zetas))
 
     def _angular_pairs(self, vec: np.ndarray, r: np.ndarray, z: np.ndarray, seg: np.ndarray, n_mol: int) -> np.ndarray:
         """Modified angular functions, one block per unordered pair of groups."""
