@@ -1504,7 +1504,11 @@ def render_markdown(results: dict, out: Path) -> str:
         if "skipped" in res:
             lines += [f"## {_TITLES[name]}", "", f"Skipped: {res['skipped']}", ""]
             continue
-        lines += render(res, out)
+        try:
+            lines += render(res, out)
+        except KeyError as exc:  # a section in the JSON from before its format changed: the others still render
+            lines += [f"## {_TITLES[name]}", "", f"This section's results were written by an earlier version of the script "
+                      f"(no {exc}); re-run `--sections {name}`.", ""]
     return "\n".join(lines) + "\n"
 
 

@@ -39,6 +39,8 @@ def fixed(digits: int) -> Callable[[float], str]:
 FE = "docs/fe_model.json"
 FE_MODEL = "models/fe-k-xanes/config.json"
 GNN = "docs/gnn_model.json"
+BENCH = "docs/benchmarks.json"
+SCREEN = ("sections", "screen")
 
 #: (document, JSON file, value, format)
 CLAIMS: list[tuple[str, str, Callable[[Any], Any], Callable[[Any], str]]] = [
@@ -53,6 +55,20 @@ CLAIMS: list[tuple[str, str, Callable[[Any], Any], Callable[[Any], str]]] = [
     ("README.md", FE, lambda r: np.mean([p["mse"] for p in r["plain_2021_single"]]), sci),
     ("README.md", FE_MODEL, key("n_train"), lambda v: f"{v:,}"),
     ("README.md", FE_MODEL, lambda c: len(c["holdout"]["ids"]), str),
+    ("README.md", BENCH, key("sections", "featurize", "ratios", "dscribe end to end / ours (xanesnet-2021)", "median"),
+     lambda v: f"{v:.1f}x faster than dscribe's ACSF end to end"),
+    ("README.md", BENCH, key("sections", "featurize", "ratios", "dscribe end to end / ours (default)", "median"),
+     lambda v: f"{v:.1f}x with the"),
+    ("README.md", BENCH, key(*SCREEN, "featurize_processes", "ratio_dscribe_over_ours", "median"),
+     lambda v: f"is {v:.1f}x faster than a dscribe ACSF script"),
+    ("README.md", BENCH, lambda r: [r["sections"]["screen"]["featurize_processes"]["wall_s"][k]["median"]
+                                     for k in ("xanesnet featurize (xanesnet-2021)", "dscribe ACSF script")],
+     lambda v: f"({v[0]:.2f} vs {v[1]:.2f} s"),
+    ("README.md", BENCH, key(*SCREEN, "library", "cpu_s", "median"), lambda v: f"with {v:.1f} CPU seconds"),
+    ("README.md", BENCH, key(*SCREEN, "library", "wall_s", "median"), lambda v: f"{v:.1f} s wall"),
+    ("README.md", BENCH, key(*SCREEN, "library", "mol_per_s", "median"), lambda v: f"{v:,.0f} molecules/s"),
+    ("README.md", BENCH, key(*SCREEN, "library", "peak_pss_mb"), lambda v: f"peak of {v:.0f} MB"),
+    ("README.md", BENCH, key(*SCREEN, "baseline", "speedup_wall", "median"), lambda v: f"{v:.1f}x faster than the per-file"),
     ("docs/model_selection.md", GNN, key("gnn", "test", "mse"), sci),
     ("docs/model_selection.md", GNN, key("mlp", "test", "mse"), sci),
     ("docs/model_selection.md", GNN, key("gnn", "validation", "mse"), sci),
