@@ -514,6 +514,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--survey", action="store_true", help="only print the energy ranges and proposed grids")
+    ap.add_argument("--cv-only", action="store_true",
+                    help="train nothing: refresh the report's CV column (and README table) from --comparison")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     if args.survey:
@@ -523,6 +525,12 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     comparison = json.loads(args.comparison.read_text()) if args.comparison.is_file() else None
+    if args.cv_only:
+        rows = json.loads(args.report.with_suffix(".json").read_text())["rows"]
+        for r in rows:
+            r["cv_ratio"] = cv_ratio(r["metal"], r["spectrum"], r["kind"], comparison)
+        write_report(rows, args.report)
+        return
     rows = []
     for spectrum in args.spectra:
         universal = {m: shipped_kind(m, spectrum, comparison) for m in args.metals}
