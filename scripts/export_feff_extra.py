@@ -41,10 +41,10 @@ def main() -> None:
         import json
         import time
 
-        from train_feff_models import commit
+        from xanesnet.experiments import git_commit
 
         campaign = campaign_summary(args.h5)
-        report = {"commit": commit(), "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        report = {"commit": git_commit(), "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                   "simulation_file": campaign, "export": counts, "npz_bytes": size,
                   "totals": {"done": sum(m["done"] for m in campaign.values()),
                              "failed": sum(sum(m["failed"].values()) for m in campaign.values()),

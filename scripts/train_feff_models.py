@@ -41,7 +41,8 @@ from xanesnet.data.dataset import heldout_mask, stack_spectra
 from xanesnet.data.feff import EXTRA_DIR, FEFF_SPECTRA, FeffData, live_simulation_file, load_feff
 from xanesnet.descriptors import WACSF, AbsorberElement, descriptor_from_dict, preset
 from xanesnet.errors import XanesnetError
-from xanesnet.experiments import replace_between
+from xanesnet.analysis.feff_models import readme_table
+from xanesnet.experiments import git_commit, replace_between
 from xanesnet.io.spectra import Spectrum
 from xanesnet.io.structures import FIRST_ROW_TM
 from xanesnet.pipeline import TrainingSet, train_model
@@ -425,31 +426,11 @@ def cv_ratio(metal: str, spectrum: str, kind: str, comparison: dict | None) -> f
 
 
 def commit() -> str:
-    """The checked-out commit (with ``+dirty`` when tracked files have changes), stamped on every report."""
-    import subprocess
-
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "xanesnet", "scripts"], cwd=ROOT,
-                           capture_output=True, text=True).stdout.strip()
-    return head + ("+dirty" if dirty else "")
+    """The checked-out commit, ``+dirty`` when the code (xanesnet/, scripts/) has changes: stamped on every report."""
+    return git_commit(ROOT, paths=("xanesnet", "scripts")) or "unknown"
 
 
 README_MARKERS = ("<!-- feff-table -->", "<!-- /feff-table -->")
-
-
-def readme_table(rows: list[dict]) -> str:
-    """The README's table of the 18 models: one line per metal, XANES and XES side by side."""
-    by = {(r["metal"], r["spectrum"]): r for r in rows}
-    lines = ["| metal | XANES: model | n train / held-out | held-out MSE ratio | 5-fold CV ratio | XES: model | "
-             "n train / held-out | held-out MSE ratio | 5-fold CV ratio |", "|---|---|---|---|---|---|---|---|---|"]
-    for metal in FIRST_ROW_TM:
-        cells = [metal]
-        for spectrum in SPECTRA:
-            r = by[(metal, spectrum)]
-            cv = "-" if r.get("cv_ratio") is None else f"{r['cv_ratio']:.2f}"
-            cells += [r["kind"].replace("_", "-"), f"{r['n_train']} / {r['n_heldout']}", f"{r['ratio']:.2f}", cv]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def write_report(rows: list[dict], path: Path, readme: Path | None = ROOT / "README.md") -> None:

@@ -84,17 +84,14 @@ def test_predict_picks_the_model_of_the_absorber(el, spectrum, tmp_path, capsys)
 
 def test_readme_table_and_shipped_models_match_the_report():
     """README's table is the one the training script writes from docs/feff_models.json, which matches the models."""
-    import sys
-
     from conftest import ROOT
 
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import train_feff_models
+    from xanesnet.analysis.feff_models import readme_table
 
     report = json.loads((ROOT / "docs" / "feff_models.json").read_text())
     rows = report["rows"]
     assert len(rows) == len(SHIPPED) and report["commit"]
-    assert train_feff_models.readme_table(rows) in (ROOT / "README.md").read_text()
+    assert readme_table(rows) in (ROOT / "README.md").read_text()
     for r in rows:
         cfg = json.loads((feff_model(r["metal"], r["spectrum"]) / "config.json").read_text())
         assert cfg["holdout_metrics"]["mse"] == pytest.approx(r["mse"], rel=1e-9)

@@ -92,3 +92,16 @@ def test_tests_scripts_and_notebooks_do_not_import_scripts_helpers():
 
     helper = re.compile(r"\b(from\s+fe_data\s+import|import\s+fe_data\b)")
     assert not any(helper.search(s) for s in sources)
+
+
+def test_tests_and_notebooks_import_nothing_from_scripts():
+    """What tests and the notebook need lives in the package: no module of scripts/ is imported by them."""
+    import re
+
+    stems = "|".join(sorted(p.stem for p in (ROOT / "scripts").glob("*.py")))
+    script_import = re.compile(rf"^\s*(from\s+({stems})\s+import|import\s+({stems})\b)", re.M)
+    sources = {f.name: f.read_text() for f in (ROOT / "tests").glob("*.py")}
+    for nb in (ROOT / "notebooks").glob("*.ipynb"):
+        sources[nb.name] = "\n".join("".join(c["source"]) for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code")
+    offenders = {name: m.group(0).strip() for name, text in sources.items() if (m := script_import.search(text))}
+    assert not offenders, offenders

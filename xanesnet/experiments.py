@@ -162,12 +162,13 @@ def cv_folds(ids: Sequence[str], k: int = 5) -> np.ndarray:
     return np.array([int(hashlib.sha256(f"cv:{i}".encode()).hexdigest(), 16) % k for i in ids], dtype=int)
 
 
-def git_commit(root: Path = ROOT) -> str | None:
-    """The repository's current commit (with ``+dirty`` when files differ from it), or ``None`` outside git."""
+def git_commit(root: Path = ROOT, paths: Sequence[str] = ()) -> str | None:
+    """The repository's current commit (with ``+dirty`` when tracked files, or those under ``paths``, differ from
+    it), or ``None`` outside git."""
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True,
-                               text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *paths], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
     return commit + ("+dirty" if dirty else "")
