@@ -64,6 +64,11 @@ CLAIMS: list[tuple[str, str, Callable[[Any], Any], Callable[[Any], str]]] = [
     ("README.md", BENCH, lambda r: [r["sections"]["screen"]["featurize_processes"]["wall_s"][k]["median"]
                                      for k in ("xanesnet featurize (xanesnet-2021)", "dscribe ACSF script")],
      lambda v: f"({v[0]:.2f} vs {v[1]:.2f} s"),
+    ("README.md", BENCH, key("sections", "predict", "cold_start_vs_torch", "median"),
+     lambda v: f"one molecule {v:.2f}x the"),
+    ("README.md", BENCH, lambda r: [r["sections"]["predict"]["cold_start_s"][k]["median"]
+                                    for k in ("xanesnet predict (1 molecule)", 'python -c "import torch"')],
+     lambda v: f"({v[0]:.2f} s against {v[1]:.2f} s"),
     ("README.md", BENCH, key(*SCREEN, "library", "cpu_s", "median"), lambda v: f"with {v:.1f} CPU seconds"),
     ("README.md", BENCH, key(*SCREEN, "library", "wall_s", "median"), lambda v: f"{v:.1f} s wall"),
     ("README.md", BENCH, key(*SCREEN, "library", "mol_per_s", "median"), lambda v: f"{v:,.0f} molecules/s"),
