@@ -1,7 +1,10 @@
 """Choose the network of the FEFF models by 5-fold cross-validation inside the non-held-out data.
 
 For every metal and spectrum the held-out 10% (SHA-256 of the name) is removed
-first and never looked at. The rest is split into 5 folds (seed 12345); each
+first and never looked at. The rest is split into 5 folds by name
+(``xanesnet.experiments.cv_folds``; docs/feff_model_selection.md was written
+with an earlier seeded split of the same kind, so a re-run differs by the fold
+noise); each
 candidate is trained as one network (early stopping on its own validation
 share of the fold's training part) and scored on the left-out fold against
 the mean spectrum of the fold's training part. Per candidate the table gives
@@ -82,12 +85,12 @@ def main() -> None:
                     data, _ = load_data(metal, spectrum, make_config(metal, spectrum, descriptor=descriptor),
                                         extra_dir=args.extra_dir)
                     keep = ~heldout_mask(data.ids)  # the held-out test is never used here
-                    loaded[key] = data.x[keep], data.y[keep], data.energy
-                x, y, energy = loaded[key]
+                    loaded[key] = data.x[keep], data.y[keep], data.energy, [i for i, k in zip(data.ids, keep) if k]
+                x, y, energy, ids = loaded[key]
                 config = make_config(metal, spectrum, descriptor=descriptor, model=model,
                                      training={**TRAINING, **changes, "ensemble": 1})
                 start = time.perf_counter()
-                r = cross_validate(x, y, energy, config)
+                r = cross_validate(x, y, energy, config, ids)
                 r["seconds"] = time.perf_counter() - start
                 results[name][f"{metal}-{spectrum}"] = r
                 sizes[name].append(model_bytes(model, x.shape[1], y.shape[1], config.training.target_transform, len(x)))

@@ -42,7 +42,7 @@ from xanesnet.data.feff import EXTRA_DIR, FEFF_SPECTRA, FeffData, live_simulatio
 from xanesnet.descriptors import WACSF, AbsorberElement, descriptor_from_dict, preset
 from xanesnet.errors import XanesnetError
 from xanesnet.analysis.feff_models import readme_table
-from xanesnet.experiments import git_commit, replace_between
+from xanesnet.experiments import cv_folds, git_commit, replace_between
 from xanesnet.io.spectra import Spectrum
 from xanesnet.io.structures import FIRST_ROW_TM
 from xanesnet.pipeline import TrainingSet, train_model
@@ -190,8 +190,10 @@ def load_data(metal: str, spectrum: str, config: Config, *, extra_dir: Path | No
     return data, sources
 
 
-def cross_validate(x: np.ndarray, y: np.ndarray, energy: np.ndarray, config: Config, *, folds: int = 5) -> dict:
-    """K-fold CV (seed 12345) of ``config`` trained as given; MSE against each fold-training mean spectrum.
+def cross_validate(x: np.ndarray, y: np.ndarray, energy: np.ndarray, config: Config, ids: list[str], *,
+                   folds: int = 5) -> dict:
+    """K-fold CV of ``config`` trained as given, on the package's folds by name (``experiments.cv_folds``); MSE
+    against each fold-training mean spectrum.
 
     Call it on the non-held-out data only.
     """
@@ -200,11 +202,10 @@ def cross_validate(x: np.ndarray, y: np.ndarray, energy: np.ndarray, config: Con
     from xanesnet.predict import Predictor
     from xanesnet.training import train
 
-    perm = np.random.default_rng(12345).permutation(len(x))
+    fold = cv_folds(ids, folds)
     mse, base, peak = [], [], []
     for k in range(folds):
-        test = np.sort(perm[k::folds])
-        fit = np.setdiff1d(np.arange(len(x)), test)
+        test, fit = np.flatnonzero(fold == k), np.flatnonzero(fold != k)
         trained = train(x[fit], y[fit], config, progress=False)
         pred = Predictor(Bundle(path=None, config=model_config(trained, energy, [f"x{i}" for i in range(x.shape[1])]),
                                 members=trained.members)).predict_features(x[test]).mean
