@@ -39,12 +39,11 @@ from pathlib import Path
 
 import numpy as np
 
-from xanesnet.experiments import FE_ARCHIVE, ROOT, cache_dir, fe_data_dir, git_commit, shared_root
+from xanesnet.experiments import FE_ARCHIVE, ROOT, cache_dir, fe_data_dir, fixed_splits, git_commit, shared_root
 
 from xanesnet.analysis.metrics import evaluate_spectra
 from xanesnet.analysis.transfer import SOURCES, write_markdown
 from xanesnet.config import Config
-from xanesnet.data.dataset import heldout_mask
 from xanesnet.data.feff import load_feff
 from xanesnet.descriptors import descriptor_from_dict
 from xanesnet.io.structures import FIRST_ROW_TM
@@ -130,11 +129,9 @@ def main() -> None:
     data_dir = fe_data_dir(args.shared / ARCHIVE.name)
     base = Config()
     fd = build_training_set(data_dir / "xyz", data_dir / "xanes_conv", base, cache=cache_dir() / "features.h5")
-    test = heldout_mask(fd.ids)
-    rest = np.flatnonzero(~test)
-    perm = np.random.default_rng(SPLIT_SEED).permutation(rest)
-    n_val = int(round(args.val_fraction * len(rest)))
-    val, pool = np.sort(perm[:n_val]), perm[n_val:]
+    splits = fixed_splits(fd.ids, val_fraction=args.val_fraction, seed=SPLIT_SEED)
+    test, n_val = splits.test, int(splits.validation.sum())
+    val, pool = np.flatnonzero(splits.validation), splits.order[n_val:]  # the pool in its seeded order
     x_val, y_val, energy = fd.x[val], fd.y[val], fd.energy
 
     excluded = {refcode(fd.ids[i]) for i in np.concatenate([val, np.flatnonzero(test)])}

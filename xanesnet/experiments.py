@@ -135,11 +135,17 @@ def fe_data_dir(archive: str | os.PathLike | None = None) -> Path:
 
 @dataclass(frozen=True)
 class Splits:
-    """Boolean masks over a list of names: held-out test, and the fit / validation parts of the rest."""
+    """Boolean masks over a list of names: held-out test, and the fit / validation parts of the rest.
+
+    ``order``: the indices of the rest in their seeded order, validation first
+    (``order[:validation.sum()]``), then the fit part in an order that a
+    growing subset (a learning curve) can take from the front.
+    """
 
     test: np.ndarray
     fit: np.ndarray
     validation: np.ndarray
+    order: np.ndarray
 
 
 def fixed_splits(ids: Sequence[str], *, test_fraction: float = 0.1, val_fraction: float = 0.1,
@@ -152,7 +158,7 @@ def fixed_splits(ids: Sequence[str], *, test_fraction: float = 0.1, val_fraction
     perm = np.random.default_rng(seed).permutation(len(rest))
     validation = np.zeros(len(ids), bool)
     validation[rest[perm[: int(round(val_fraction * len(rest)))]]] = True
-    return Splits(test=test, fit=~test & ~validation, validation=validation)
+    return Splits(test=test, fit=~test & ~validation, validation=validation, order=rest[perm])
 
 
 def cv_folds(ids: Sequence[str], k: int = 5) -> np.ndarray:
