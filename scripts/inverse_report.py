@@ -55,7 +55,8 @@ def perturbed(spectra: list[Spectrum], shift: float, noise: float, seed: int, sc
 
 
 def invert_metrics(predictor: InversePredictor, spectra: list[Spectrum], cn: np.ndarray, r1: np.ndarray,
-                   donors: np.ndarray) -> dict:
+                   donors: np.ndarray, groups: dict[str, np.ndarray] | None = None) -> dict:
+    """Accuracy of ``invert`` on ``spectra``; ``groups`` (name -> mask over the spectra) adds the CN accuracy per group."""
     from xanesnet.errors import XanesnetError
 
     ok, refused = [], 0
@@ -79,7 +80,23 @@ def invert_metrics(predictor: InversePredictor, spectra: list[Spectrum], cn: np.
             "r1_coverage_2sigma": float(np.mean(z <= 2)), "r1_std_median": float(np.median(res.r1_std)),
             "donors_exact": float(np.mean(np.all(np.round(res.donors) == donors[ok], axis=1))),
             "donors_mae": {g: float(np.mean(np.abs(res.donors[:, j] - donors[ok, j]))) for j, g in enumerate(GROUPS)},
-            "trusted_fraction": float(np.mean(res.trusted))}
+            "trusted_fraction": float(np.mean(res.trusted)),
+            **({"cn_exact_by_group": {name: {"n": int(mask[ok].sum()), "cn_exact": float(np.mean((res.cn == cn[ok])[mask[ok]]))}
+                                      for name, mask in groups.items()}} if groups else {})}
+
+
+#: Held-out molecules whose CN is hard to read from a spectrum: an atom within this of the first-shell cutoff factor.
+NEAR_CUTOFF = 0.05
+
+
+def cn_groups(targets) -> dict[str, np.ndarray]:
+    """Masks of the molecules the CN accuracy is broken down by (``targets`` a :class:`~xanesnet.inverse.ShellTargets`)."""
+    from xanesnet.analysis.shell import FIRST_SHELL_FACTOR
+
+    near = np.any(np.abs(targets.ratios - FIRST_SHELL_FACTOR) < NEAR_CUTOFF, axis=1)
+    hydrogen = targets.donors[:, GROUPS.index("other")] > 0  # H is the common 'other' donor (hydrides, agostic C-H)
+    return {"all": np.ones(len(near), bool), "atom_near_cutoff": near, "other_donor": hydrogen,
+            "neither": ~near & ~hydrogen}
 
 
 def match_accuracy(targets: list[Spectrum], pools: list[np.ndarray], truth: list[int], energy: np.ndarray,
@@ -160,7 +177,8 @@ def main() -> None:
     invert = {}
     for shift in SHIFTS:
         invert[f"shift_{shift:g}"] = invert_metrics(predictor, perturbed(spectra, shift, 0.0, seed=1), t.cn[test], t.r1[test],
-                                                    t.donors[test])
+                                                    t.donors[test], groups=cn_groups(t.take(np.flatnonzero(test)))
+                                                    if shift == 2.0 else None)
     invert["shift_2_noise"] = invert_metrics(predictor, perturbed(spectra, 2.0, NOISE, seed=2), t.cn[test], t.r1[test],
                                              t.donors[test])
     report["invert"] = invert
@@ -270,6 +288,11 @@ def render_tables(report: dict) -> str:
     lines.append(f"| trained on 250 spectra only, shift +-2 eV | {r['cn_exact']:.3f} | {r['cn_within_1']:.3f} | "
                  f"{r['r1_mae']:.4f} | {r['r1_coverage_1sigma']:.3f} | {r['r1_coverage_2sigma']:.3f} | "
                  f"{r['donors_exact']:.3f} | {r['refused_not_covered']} |")
+    by = inv["shift_2"]["cn_exact_by_group"]
+    glabels = {"all": "all", "atom_near_cutoff": f"an atom within {NEAR_CUTOFF:g} of the cutoff factor 1.2",
+               "other_donor": "an 'other' donor (mostly H) in the first shell", "neither": "neither"}
+    lines += ["", "CN exact by kind of molecule (shift +-2 eV):", "", "| held-out molecules with | n | CN exact |", "|---|---|---|"]
+    lines += [f"| {label} | {by[key]['n']} | {by[key]['cn_exact']:.3f} |" for key, label in glabels.items()]
     lines += ["", "| match condition | candidates | top-1 | top-3 | mean rank | mean weight of the truth |", "|---|---|---|---|---|---|"]
     mlabels = {"n10_shift_2": ("shift +-2 eV", "10"), "n50_shift_2": ("shift +-2 eV", "50"),
                "n250_shift_2": ("shift +-2 eV", "250"), "n50_shift_0": ("no shift", "50"),
