@@ -296,6 +296,8 @@ def test_docs_inverse_match_their_json():
                f"{r['r1_coverage_2sigma']:.3f} |" in doc
     for r in report["match"].values():
         assert f"| {r['top1']:.3f} | {r['top3']:.3f} | {r['mean_rank']:.2f} |" in doc
+    for g in report["invert"]["shift_2"]["cn_exact_by_group"].values():
+        assert f"| {g['n']} | {g['cn_exact']:.3f} |" in doc
     b = report["baselines"]
     assert f"| {b['most_common_cn_exact']:.3f} | | {b['training_mean_r1_mae']:.4f} |" in doc
 
