@@ -41,6 +41,7 @@ FE_MODEL = "models/fe-k-xanes/config.json"
 GNN = "docs/gnn_model.json"
 BENCH = "docs/benchmarks.json"
 SCREEN = ("sections", "screen")
+EXAMPLES = "docs/examples_feff.json"
 
 #: (document, JSON file, value, format)
 CLAIMS: list[tuple[str, str, Callable[[Any], Any], Callable[[Any], str]]] = [
@@ -74,6 +75,11 @@ CLAIMS: list[tuple[str, str, Callable[[Any], Any], Callable[[Any], str]]] = [
     ("README.md", BENCH, key(*SCREEN, "library", "mol_per_s", "median"), lambda v: f"{v:,.0f} molecules/s"),
     ("README.md", BENCH, key(*SCREEN, "library", "peak_pss_mb"), lambda v: f"peak of {v:.0f} MB"),
     ("README.md", BENCH, key(*SCREEN, "baseline", "speedup_wall", "median"), lambda v: f"{v:.1f}x faster than the per-file"),
+    ("README.md", EXAMPLES, key("summary", "all", "median_ratio"), lambda v: f"(median MSE ratio {v:.2f};"),
+    ("README.md", EXAMPLES, lambda r: [r["summary"]["not_trusted"]["n"], r["summary"]["all"]["n"]],
+     lambda v: f"The trust flag marks {v[0]} of the {v[1]}"),
+    ("README.md", EXAMPLES, lambda r: [r["summary"][k]["median_ratio"] for k in ("not_trusted", "trusted")],
+     lambda v: f"(median ratio {v[0]:.2f} flagged, {v[1]:.2f} trusted)"),
     ("docs/model_selection.md", GNN, key("gnn", "test", "mse"), sci),
     ("docs/model_selection.md", GNN, key("mlp", "test", "mse"), sci),
     ("docs/model_selection.md", GNN, key("gnn", "validation", "mse"), sci),
