@@ -43,9 +43,8 @@ from pathlib import Path
 import numpy as np
 
 from train_feff_models import (COMPARISON, DESCRIPTOR, FINE_TUNING, KINDS, MODEL, PLAIN_UNIVERSAL_DESCRIPTOR, ROOT,
-                               SPECTRA, TRAINING, UNIVERSAL_DESCRIPTOR, UNIVERSAL_INNER, UNIVERSAL_MEMBERS, UNIVERSAL_MODEL,
-                               UNIVERSAL_TRAINING,
-                               commit, load_data, make_config, winner, with_element)
+                               SPECTRA, TRAINING, UNIVERSAL_DESCRIPTOR, UNIVERSAL_INNER, UNIVERSAL_MODEL, UNIVERSAL_TRAINING,
+                               commit, load_data, make_config, shipped_members, winner, with_element)
 
 from xanesnet.config import TrainingSettings
 from xanesnet.data.dataset import heldout_mask
@@ -75,11 +74,6 @@ def predict_mean(trained, x_test: np.ndarray, energy: np.ndarray) -> np.ndarray:
 
 def one_member(training: dict) -> dict:
     return {**training, "ensemble": 1}
-
-
-def shipped_members(spectrum: str) -> dict:
-    """The universal training settings with the shipped number of members (``UNIVERSAL_MEMBERS``)."""
-    return {**UNIVERSAL_TRAINING, "ensemble": UNIVERSAL_MEMBERS[spectrum]}
 
 
 class Score:

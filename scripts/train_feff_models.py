@@ -103,6 +103,12 @@ UNIVERSAL_TRAINING = {**TRAINING, "batch_size": 64, "ensemble": 3}
 #: Members of the shipped universal networks (and of each cross-validated one): 3, whose averaging is worth ~7% in XES
 #: MSE; more would break the size plan of models/ (nine copies of each spectrum's network).
 UNIVERSAL_MEMBERS = {"xanes": 3, "xes": 3}
+
+
+def shipped_members(spectrum: str) -> dict:
+    """The universal training settings with the shipped number of members (``UNIVERSAL_MEMBERS``)."""
+    return {**UNIVERSAL_TRAINING, "ensemble": UNIVERSAL_MEMBERS[spectrum]}
+
 #: Fine-tuning the universal network on one metal (xanesnet.training.fine_tune): its weights, scalers and validation
 #: split kept, a few more epochs on that metal's molecules alone at a fifth of the learning rate.
 FINE_TUNING = {"lr": 2e-4, "batch_size": 32, "patience": 30, "epochs": 1000}
@@ -358,7 +364,7 @@ def train_universal(spectrum: str, ship: dict[str, str], *, out_dir: Path, extra
     element = np.array(element)
     test = heldout_mask(ids)
     config = make_config(FIRST_ROW_TM[0], spectrum, seed=seed, descriptor=UNIVERSAL_DESCRIPTOR, model=UNIVERSAL_MODEL,
-                         training={**UNIVERSAL_TRAINING, "ensemble": UNIVERSAL_MEMBERS[spectrum]})
+                         training=shipped_members(spectrum))
     x_fit, y_fit, fit_element = x[~test], y[~test], element[~test]
     trained = train(x_fit, y_fit, config, progress=False)
     names = descriptor_from_dict(UNIVERSAL_DESCRIPTOR).feature_names
