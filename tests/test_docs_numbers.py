@@ -160,3 +160,14 @@ def test_every_report_in_docs_names_the_commit_it_came_from():
         assert commit and re.match(r"[0-9a-f]{7,40}", commit), f"{path.name} records no commit"
         for name, section in report.get("sections", {}).items() if path.name == "benchmarks.json" else ():
             assert section.get("meta", {}).get("commit"), f"{path.name}: section {name} records no commit"
+
+
+def test_skill_table_is_the_report_of_the_shipped_models():
+    """docs/feff_models.md shows docs/feff_skill.json as rendered, and the report scored the models now shipped."""
+    from xanesnet.analysis.feff_models import skill_markdown
+
+    report = json.loads((ROOT / "docs" / "feff_skill.json").read_text())
+    assert skill_markdown(report) in (ROOT / "docs" / "feff_models.md").read_text()
+    for row in report["rows"]:
+        config = json.loads((ROOT / "models" / row["model"] / "config.json").read_text())
+        assert row["model_sha256"] == config["model_sha256"], f"{row['model']} changed since scripts/skill_feff_models.py"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from test_training import SMALL, synthetic
 
-from xanesnet.analysis.metrics import evaluate_spectra, main_peak
+from xanesnet.analysis.metrics import evaluate_spectra, main_peak, zscored_skill
 from xanesnet.config import Config, TrainingSettings
 from xanesnet.errors import XanesnetError
 from xanesnet.io.spectra import Spectrum
@@ -64,6 +64,22 @@ def test_trained_softplus_model_never_predicts_negative_intensity(tmp_path):
     cfg.training = TrainingSettings(epochs=40, patience=10, batch_size=16, ensemble=2)
     train_model(data, cfg, tmp_path / "plain", progress=False)
     assert Predictor.from_bundle(tmp_path / "plain").predict_features(x).mean.min() < 0
+
+
+def test_zscored_skill_against_the_other_molecules_mean():
+    """1 for a perfect prediction, 0 for predicting the other references' mean, blind to each spectrum's offset and
+    scale (so to any normalisation), and refused for a flat spectrum."""
+    rng = np.random.default_rng(3)
+    ref = rng.normal(size=(6, 40)).cumsum(1)
+    np.testing.assert_allclose(zscored_skill(ref, ref), 1.0)
+    others = np.vstack([np.delete(ref, i, axis=0).mean(0) for i in range(len(ref))])
+    np.testing.assert_allclose(zscored_skill(ref, 2.0 * others + 1.0), 0.0, atol=1e-12)
+    noisy = ref + rng.normal(scale=0.5, size=ref.shape)
+    affine = 3.0 * noisy + rng.normal(size=(6, 1))
+    np.testing.assert_allclose(zscored_skill(ref, affine), zscored_skill(ref, noisy))
+    assert np.all(zscored_skill(ref, noisy) < 1)
+    with pytest.raises(ValueError, match="flat spectrum"):
+        zscored_skill(ref, np.vstack([noisy[:-1], np.ones(40)]))
 
 
 def test_main_peak_is_never_at_a_grid_end():

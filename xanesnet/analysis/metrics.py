@@ -35,6 +35,32 @@ def evaluate_spectra(energy: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray)
     }
 
 
+def zscored_skill(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """Per spectrum, the skill of ``y_pred`` against predicting the mean of the *other* references, every spectrum z-scored.
+
+    Every spectrum (row), predicted, reference or baseline, is z-scored over
+    its grid (mean 0, std 1), so neither an offset nor a scale, i.e. no
+    normalisation, can matter. Spectrum i's skill is
+    ``1 - MSE(z(pred_i), z(true_i)) / MSE(z(m_i), z(true_i))`` with ``m_i``
+    the mean reference of all others: 1 is perfect, 0 is no better than
+    knowing only what the other molecules look like. Needs at least two
+    references; a flat spectrum (std 0) is an error.
+    """
+    y_true, y_pred = np.atleast_2d(y_true).astype(float), np.atleast_2d(y_pred).astype(float)
+    if y_true.shape != y_pred.shape or len(y_true) < 2:
+        raise ValueError(f"need two or more pairs of spectra of one shape, got {y_true.shape} and {y_pred.shape}")
+
+    def z(a: np.ndarray) -> np.ndarray:
+        std = a.std(1, keepdims=True)
+        if np.any(std == 0):
+            raise ValueError("a flat spectrum has no z-score")
+        return (a - a.mean(1, keepdims=True)) / std
+
+    zt, zp = z(y_true), z(y_pred)
+    others = z((y_true.sum(0) - y_true) / (len(y_true) - 1))
+    return 1.0 - ((zp - zt) ** 2).mean(1) / ((others - zt) ** 2).mean(1)
+
+
 def edge_energy(energy: np.ndarray, intensity: np.ndarray) -> np.ndarray:
     """Energy of the steepest rise (maximum of the first derivative) of each spectrum."""
     y = np.atleast_2d(intensity)
