@@ -9,12 +9,21 @@ Writes ``docs/feff_skill.json`` and the table between the ``skill`` markers
 of ``docs/feff_models.md``.
 
     python scripts/skill_feff_models.py [--metals Fe Cu] [--spectra xes]
+
+The models of an earlier commit, without touching the checkout:
+
+    python scripts/skill_feff_models.py --models-commit e198e0c --spectra xes \
+        --out docs/feff_skill_xes_broadened.json --markdown ''
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import subprocess
+import tarfile
+import tempfile
 from pathlib import Path
 
 from xanesnet.analysis.feff_models import SKILL_BAR, heldout_skill, skill_markdown
@@ -31,11 +40,23 @@ def main() -> None:
     ap.add_argument("--spectra", nargs="+", default=list(FEFF_SPECTRA), choices=FEFF_SPECTRA)
     ap.add_argument("--models", type=Path, default=ROOT / "models")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "feff_skill.json")
-    ap.add_argument("--markdown", type=Path, default=ROOT / "docs" / "feff_models.md")
+    ap.add_argument("--models-commit", help="score the models/ of this git commit instead")
+    ap.add_argument("--markdown", default=str(ROOT / "docs" / "feff_models.md"),
+                    help="the document whose skill section is rewritten ('' for none)")
     args = ap.parse_args()
-    rows = heldout_skill(args.models, args.metals, args.spectra)
-    report = json.loads(write_report(args.out, {"bar": SKILL_BAR, "rows": rows}).read_text())
-    replace_between(args.markdown, MARKERS, "\n\n" + skill_markdown(report) + "\n\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        models = args.models
+        if args.models_commit:
+            archive = subprocess.run(["git", "archive", args.models_commit, "models"], cwd=ROOT, check=True,
+                                     capture_output=True).stdout
+            with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+                tar.extractall(tmp, filter="data")
+            models = Path(tmp) / "models"
+        rows = heldout_skill(models, args.metals, args.spectra)
+    report = json.loads(write_report(args.out, {"bar": SKILL_BAR, "models_commit": args.models_commit,
+                                                "rows": rows}).read_text())
+    if args.markdown:
+        replace_between(Path(args.markdown), MARKERS, "\n\n" + skill_markdown(report) + "\n\n")
     for r in rows:
         print(f"{r['metal']:2s} {r['spectrum']:5s} n {r['n']:3d}: median skill {r['as_written']['median']:.2f} as written, "
               f"{r['model_processing']['median']:.2f} as processed")

@@ -105,11 +105,13 @@ FLOAT16_TOLERANCE = 1e-3
 def float16_change(config: dict[str, Any], members: list, x: np.ndarray, *, noise_draws: int = 0, seed: int = 0) -> float:
     """How far rounding the weights to float16 moves the predictions of ``x``.
 
-    The largest ``max |change| / RMS`` over every member's (and dropout
-    draw's) predicted spectrum, the RMS being that of the float32 prediction.
-    ``config`` is a model config (scalers, target transform, grid). With
+    The prediction is what a user gets: the mean spectrum and its standard
+    deviation (over the members, and dropout draws where the model makes
+    them). The change is the largest ``max |change| / RMS`` of either, per
+    spectrum, the RMS being that of the float32 mean prediction. ``config``
+    is a model config (scalers, target transform, grid). With
     ``noise_draws``, also the largest change of the rounded networks'
-    predictions when every weight moves by uniform noise of up to half a
+    prediction when every weight moves by uniform noise of up to half a
     float16 step (the stored weights promise no more than that: any such
     weights could have been rounded to them), drawn that many times (seeded).
     """
@@ -118,20 +120,27 @@ def float16_change(config: dict[str, Any], members: list, x: np.ndarray, *, nois
     from xanesnet.bundle import Bundle
     from xanesnet.predict import Predictor
 
-    def samples(nets: list) -> np.ndarray:
-        return Predictor(Bundle(path=None, config=config, members=nets)).predict_features(x, calibrate=False).samples
+    def predict(nets: list):
+        return Predictor(Bundle(path=None, config=config, members=nets)).predict_features(x, calibrate=False)
 
-    def change(a: np.ndarray, b: np.ndarray) -> float:
-        rms = np.sqrt(np.mean(a**2, axis=-1))
-        return float(np.max(np.abs(b - a).max(axis=-1) / np.where(rms > 0, rms, 1.0)))
+    def change(a, b) -> float:
+        return prediction_change(a.mean, a.std, b.mean, b.std)
 
     half = [half_rounded(m) for m in members]
-    rounded = samples(half)
-    worst = change(samples(members), rounded)
+    rounded = predict(half)
+    worst = change(predict(members), rounded)
     gen = torch.Generator().manual_seed(seed)
     for _ in range(noise_draws):
-        worst = max(worst, change(rounded, samples([_half_step_noise(m, gen) for m in half])))
+        worst = max(worst, change(rounded, predict([_half_step_noise(m, gen) for m in half])))
     return worst
+
+
+def prediction_change(mean: np.ndarray, std: np.ndarray, other_mean: np.ndarray, other_std: np.ndarray) -> float:
+    """The largest change of a predicted mean spectrum or its std, per spectrum relative to the RMS of ``mean``."""
+    rms = np.sqrt(np.mean(np.asarray(mean) ** 2, axis=-1))
+    rms = np.where(rms > 0, rms, 1.0)
+    return float(max(np.max(np.abs(other_mean - mean).max(axis=-1) / rms),
+                     np.max(np.abs(other_std - std).max(axis=-1) / rms)))
 
 
 def _half_step_noise(net, gen):
