@@ -27,7 +27,9 @@ Scores are MSE over the test folds relative to predicting each fold's mean
 training spectrum of that metal (ratio < 1 beats the mean; the issue's bar is
 1/3). Universal networks are cross-validated as shipped, with
 ``UNIVERSAL_MEMBERS`` members (per-element ones with one member, so their numbers
-are conservative). Writes docs/feff_comparison.json, stamped with the commit.
+are conservative). Writes docs/feff_comparison.json, stamped with the commit; with
+``--spectra`` naming one spectrum, the other's rows are kept from the existing
+file, each row naming the commit it came from.
 
     python scripts/compare_feff_models.py [--metals Ti Cu] [--spectra xes] [--fractions 0.25 0.5 1]
 """
@@ -96,7 +98,7 @@ class Score:
 def compare(spectrum: str, metals: list[str], fractions: tuple[float, ...], kinds: tuple[str, ...] = KINDS) -> list[dict]:
     from xanesnet.training import fine_tune, train
 
-    inner = {"per_element": DESCRIPTOR, "universal_plain": DESCRIPTOR, "universal": UNIVERSAL_INNER}
+    inner = {"per_element": DESCRIPTOR, "universal_plain": DESCRIPTOR, "universal": UNIVERSAL_INNER[spectrum]}
     features: dict[str, dict] = {}  # descriptor (JSON) -> metal -> (x, y, energy, fold)
     for kind in {"universal", *kinds} - {"fine_tuned"}:
         key = json.dumps(inner[kind], sort_keys=True)
@@ -126,8 +128,8 @@ def compare(spectrum: str, metals: list[str], fractions: tuple[float, ...], kind
     tuning = TrainingSettings(**{**UNIVERSAL_TRAINING, **FINE_TUNING})
     runs = [("universal", f) for f in fractions] + [("universal_plain", 1.0)] * ("universal_plain" in kinds)
     for kind, fraction in runs:
-        descriptor = UNIVERSAL_DESCRIPTOR if kind == "universal" else PLAIN_UNIVERSAL_DESCRIPTOR
-        config = make_config(metals[0], spectrum, descriptor=descriptor, model=UNIVERSAL_MODEL,
+        descriptor = UNIVERSAL_DESCRIPTOR[spectrum] if kind == "universal" else PLAIN_UNIVERSAL_DESCRIPTOR
+        config = make_config(metals[0], spectrum, descriptor=descriptor, model=UNIVERSAL_MODEL[spectrum],
                              training=shipped_members(spectrum))
         data = sets[kind]
         relative = data[metals[0]][2] - data[metals[0]][2][0]
@@ -188,7 +190,13 @@ def markers(section: str) -> tuple[str, str]:
 def markdown(report: dict, source: str = "docs/feff_comparison.json") -> str:
     """The comparison and learning-curve tables of docs/feff_models.md."""
     fr = report["fractions"]
-    lines = [f"From `{source}` (`scripts/compare_feff_models.py`, commit `{report['commit']}`, {report['data']}): MSE / "
+    by_commit: dict[str, list[str]] = {}
+    for r in report["rows"]:
+        spectra = by_commit.setdefault(r.get("commit", report["commit"]), [])
+        spectra += [r["spectrum"]] * (r["spectrum"] not in spectra)
+    commits = ", ".join(f"`{c}`" + (f" ({', '.join(s.upper() for s in sp)})" if len(by_commit) > 1 else "")
+                        for c, sp in by_commit.items())
+    lines = [f"From `{source}` (`scripts/compare_feff_models.py`, commit {commits}, {report['data']}): MSE / "
              "mean-spectrum MSE over 5-fold CV on the non-held-out molecules (identical folds, "
              "`xanesnet.experiments.cv_folds`, for every kind; per fold, universal networks with the shipped number of "
              "members, per-element ones with one). Learning curve: the universal "
@@ -252,11 +260,15 @@ def main() -> None:
     fractions = tuple(sorted(set(args.fractions) | {1.0}))  # the full data: the comparison itself
     rows = []
     for spectrum in args.spectra:
-        rows += compare(spectrum, args.metals, fractions, tuple(args.kinds))
+        rows += [{**r, "commit": stamp} for r in compare(spectrum, args.metals, fractions, tuple(args.kinds))]
+    # rows of spectra not run this time are kept, each with the commit it came from
+    old = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    rows += [{**r, "commit": r.get("commit", old.get("commit"))} for r in old.get("rows", [])
+             if r["spectrum"] not in args.spectra]
     report = {"commit": stamp, "folds": FOLDS, "fractions": list(fractions), "kinds": sorted(set(args.kinds) | {"universal"}),
               "per_element": {"descriptor": DESCRIPTOR, "model": MODEL, "training": one_member(TRAINING)},
               "universal": {"descriptor": UNIVERSAL_DESCRIPTOR, "model": UNIVERSAL_MODEL,
-                            "training": {s: shipped_members(s) for s in args.spectra}},
+                            "training": {s: shipped_members(s) for s in SPECTRA}},
               "universal_plain": {"descriptor": PLAIN_UNIVERSAL_DESCRIPTOR},
               "fine_tuning": FINE_TUNING,
               "rows": rows}
