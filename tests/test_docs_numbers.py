@@ -104,6 +104,12 @@ CLAIMS: list[tuple[str, str, Callable[[Any], Any], Callable[[Any], str]]] = [
     ("README.md", BENCH, key(*SCREEN, "library", "peak_pss_mb"), lambda v: f"peak of {v:.0f} MB"),
     ("README.md", BENCH, key(*SCREEN, "baseline", "speedup_wall", "median"), lambda v: f"{v:.1f}x faster than the per-file"),
     ("README.md", EXAMPLES, key("summary", "all", "median_ratio"), lambda v: f"(median MSE ratio {v:.2f};"),
+    ("README.md", EXAMPLES, lambda r: [round(r["summary"]["all"]["better_than_mean_spectrum"] * r["summary"]["all"]["n"]),
+                                       r["summary"]["all"]["n"]],
+     lambda v: f"{v[0]} of the {v[1]} scored spectra are better than the mean training spectrum"),
+    ("README.md", EXAMPLES, lambda r: [(x["molecule"], x["spectrum"]) for x in r["rows"] if x.get("ratio", 0) > 1],
+     lambda v: "permanganate's XES, far outside tmQM, is the one that is not" if v == [("permanganate", "xes")]
+     else f"worse than the mean spectrum: {v}"),
     ("README.md", EXAMPLES, lambda r: [r["summary"]["not_trusted"]["n"], r["summary"]["all"]["n"]],
      lambda v: f"The trust flag marks {v[0]} of the {v[1]}"),
     ("README.md", EXAMPLES, lambda r: [r["summary"][k]["median_ratio"] for k in ("not_trusted", "trusted")],
