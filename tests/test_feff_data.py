@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from conftest import shared_data
 
-from xanesnet.data.feff import EXTRA_DIR, FEFF_SPECTRA, campaign_summary, export, extra_files, load_feff, read_extra, read_feff_dir, read_feff_extra, write_feff_extra
+from xanesnet.data.feff import EXTRA_DIR, FEFF_SPECTRA, XES_ARTIFACT_FACTOR, campaign_summary, export, extra_files, load_feff, read_extra, read_feff_dir, read_feff_extra, write_feff_extra
 from xanesnet.errors import XanesnetError
+from xanesnet.io.spectra import Spectrum
 from xanesnet.io.structures import FIRST_ROW_TM, Structure
 from xanesnet.simulate.feff import XMU_COLUMNS, MoleculeResult
 from xanesnet.simulate.store import SimulatedSpectrum, ensure_store, header_for, read_simulations, write_part
@@ -115,6 +116,41 @@ def test_shared_sets_are_merged_by_name_and_missing_ones_refused(tmp_path):
     with pytest.raises(XanesnetError, match="no Cu directory in the shared FEFF set feff_3d"):
         load_feff("Cu", "xes", shared=tmp_path)
 
+
+
+def test_xes_artifacts_are_the_spectra_far_above_their_metals_median_peak():
+    from xanesnet.data.feff import xes_artifacts
+
+    rng = np.random.default_rng(0)
+    e = np.linspace(0.0, 40.0, 161)
+
+    def molecule(name: str, peak: float) -> SimulatedSpectrum:
+        line = peak * np.exp(-0.5 * ((e - 20.0) / 0.6) ** 2) + 0.1
+        return SimulatedSpectrum(structure=zncl4(name), absorber=0, spectrum=Spectrum(name=name, energy=e, intensity=line))
+
+    ordinary = [molecule(f"M{i:02d}", peak) for i, peak in enumerate(rng.uniform(0.5, 2.0, 30))]
+    # 4x the median is an ordinary spread (Ti's largest is 4.3x); 40x is the artifact
+    found = xes_artifacts([*ordinary, molecule("HIGH", 4.0 * 1.25), molecule("SPIKE", 40.0)], "Zn")
+    assert list(found) == ["SPIKE"]
+    median = np.median([m.spectrum.intensity.max() for m in ordinary] + [5.1, 40.1])
+    assert found["SPIKE"].startswith(f"FEFF XES artifact: highest point 40.1, {40.1 / median:.0f}x the median {median:.3g} ")
+    assert found["SPIKE"].endswith(f"of the Zn molecules (limit {XES_ARTIFACT_FACTOR:g}x)")
+    assert xes_artifacts([], "Zn") == {}
+
+
+@pytest.mark.parametrize("metal", ["Ti", "V", "Cr"])
+def test_xes_artifact_limit_sits_in_the_gap_of_the_real_data(metal):
+    """On the FEFF XES of Ti (the widest ordinary spread), V and Cr (the artifacts), every kept spectrum's highest
+    point is within 4.5x the median and every left-out one above 12x: the limit of 10x does not cut into the data."""
+    shared = shared_data("feff_3d").parent
+    data = load_feff(metal, "xes", shared=shared)
+    peaks = np.array([s.spectrum.intensity.max() for _, s in data.molecules()])
+    median = np.median(peaks)
+    assert peaks.max() <= 4.5 * median
+    left_out = [why for _, why in data.skipped if why.startswith("FEFF XES artifact")]
+    assert all(float(why.split(", ")[1].split("x")[0]) > 12 for why in left_out)
+    assert (len(left_out) > 0) == (metal != "Ti")
+    assert not any(why.startswith("FEFF XES artifact") for _, why in load_feff(metal, "xanes", shared=shared).skipped)
 
 
 def test_campaign_summary_counts_finished_and_failed_molecules(tmp_path):
