@@ -143,13 +143,13 @@ def xes_artifacts(molecules: list[SimulatedSpectrum], metal: str, factor: float 
     """The XES among ``molecules`` whose highest point exceeds ``factor`` times the median highest point, with why.
 
     FEFF's valence-to-core XES of a few complexes (nine V with N, O or Cl
-    donors and one Cr of ~590 each) is one line 1.5-2 eV wide, 0-11 eV below
-    the usual main line and 30-60 times higher than the median complex's
-    highest point (the Cr one 14 times), where the rest of the metal's
-    complexes stay within 4.3 times it: a numerical artifact of the
-    calculation, not a spectrum any structure explains. Scaled to a common
-    area, such a spectrum is that line alone. These are left out of training
-    and scoring, each with its reason (``FeffData.skipped``).
+    donors and one Cr, of ~590 each) is a single narrow line a few eV below
+    the usual main line, more than 12 times the median complex's highest
+    point, where every other complex of every metal stays within 4.5 times it:
+    a numerical artifact of the calculation, not a spectrum any structure
+    explains. Scaled to a common area, such a spectrum is that line alone.
+    These are left out of training and scoring, each with its reason
+    (``FeffData.skipped``).
     """
     peaks = {s.structure.name: float(np.max(s.spectrum.intensity)) for s in molecules}
     if not peaks:
