@@ -46,6 +46,7 @@ FEFF = "docs/feff_models.json"
 SKILL = "docs/feff_skill.json"
 CAMPAIGN = "docs/feff_campaign.json"
 SKILL_BROADENED = "docs/feff_skill_xes_broadened.json"
+FERMI = "docs/feff_xes_fermi.json"
 BAR = 1 / 3
 NUMBERS = ["None", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine"]
 
@@ -144,6 +145,14 @@ CLAIMS: list[tuple[str, str, Callable[[Any], Any], Callable[[Any], str]]] = [
     ("docs/feff_models.md", CAMPAIGN, key("totals"),
      lambda t: f"had finished {t['done']:,} complexes in {t['feff_run_hours']:.1f} hours of FEFF run time, with "
                f"{t['failed']}\nfailures"),
+    ("docs/feff_models.md", FERMI, lambda r: [min(x["e_fermi_std_ev"] for x in r["rows"]), max(x["e_fermi_std_ev"] for x in r["rows"])],
+     lambda v: f"scatters by {v[0]:.1f}-{v[1]:.1f} eV between"),
+    ("docs/feff_models.md", FERMI, key("rows"),
+     lambda rows: "(" + ", ".join(f"{r['metal']} {r['structure_ratio']:.2f} -> {r['structure_and_fermi_ratio']:.2f}"
+                                  for r in rows) + ")."),
+    ("docs/feff_models.md", FERMI, key("rows"),
+     lambda rows: "lower the XES\n  CV ratio most for {} and least for {}".format(
+         *(min(rows, key=lambda r: f(r["structure_and_fermi_ratio"] / r["structure_ratio"]))["metal"] for f in (float, lambda v: -v)))),
     ("docs/feff_models.md", SKILL_BROADENED, skill_range("xes"),
      lambda v: "their median skill on the held-out molecules was {:.2f}-{:.2f}".format(*v)),
     ("docs/feff_models.md", SKILL_BROADENED,
