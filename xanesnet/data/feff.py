@@ -114,7 +114,9 @@ def load_feff(metal: str, spectrum: str, *, shared: str | os.PathLike | None = N
 
     A shared set that is missing is an error (the numbers would silently
     change); ``extra_dir=None`` leaves our own runs out, ``live`` (a
-    simulation file) adds molecules not yet exported.
+    simulation file) adds molecules not yet exported. For ``xes``, FEFF's
+    artifacts (:func:`xes_artifacts`) are left out and listed in ``skipped``
+    by name with the reason.
     """
     shared = Path(shared) if shared is not None else shared_data_dir()
     data = FeffData()
@@ -133,7 +135,7 @@ def load_feff(metal: str, spectrum: str, *, shared: str | os.PathLike | None = N
         artifacts = xes_artifacts([s for _, s in data.molecules()], metal)
         for label, sims in data.by_source.items():
             data.by_source[label] = [s for s in sims if s.structure.name not in artifacts]
-        data.skipped += [(name, why) for name, why in artifacts.items()]
+        data.skipped += list(artifacts.items())
         if artifacts:
             logger.info("%s XES: left out %d FEFF artifacts: %s", metal, len(artifacts), ", ".join(artifacts))
     return data
