@@ -47,6 +47,7 @@ SKILL = "docs/feff_skill.json"
 CAMPAIGN = "docs/feff_campaign.json"
 SKILL_BROADENED = "docs/feff_skill_xes_broadened.json"
 FERMI = "docs/feff_xes_fermi.json"
+INVERSE_CV = "docs/inverse_cv.json"
 BAR = 1 / 3
 NUMBERS = ["None", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine"]
 
@@ -158,6 +159,8 @@ CLAIMS: list[tuple[str, str, Callable[[Any], Any], Callable[[Any], str]]] = [
     ("docs/feff_models.md", SKILL_BROADENED,
      lambda r: [(x["metal"], x["as_written"]["median"]) for x in r["rows"] if x["as_written"]["median"] < 0.5],
      lambda v: "(" + ", ".join(f"{m} {x:.2f}" for m, x in v) + " below 0.5)"),
+    ("docs/inverse.md", INVERSE_CV, lambda r: [min(x["cn_exact"] for x in r["rows"]), max(x["cn_exact"] for x in r["rows"])],
+     lambda v: f"CN exact {v[0]:.2f}-{v[1]:.2f} for every setting and seed"),
     ("docs/model_selection.md", GNN, key("gnn", "test", "mse"), sci),
     ("docs/model_selection.md", GNN, key("mlp", "test", "mse"), sci),
     ("docs/model_selection.md", GNN, key("gnn", "validation", "mse"), sci),
