@@ -121,6 +121,8 @@ CLAIMS: list[tuple[str, str, Callable[[Any], Any], Callable[[Any], str]]] = [
      lambda v: f"trained on {v[0]}-{v[1]} tmQM complexes per"),
     ("docs/feff_models.md", FEFF, lambda r: [min(x["n_train"] for x in r["rows"]), max(x["n_train"] for x in r["rows"])],
      lambda v: f"with {v[0]}-{v[1]} training complexes per"),
+    ("README.md", FEFF, lambda r: [f(x["n_train"] for x in feff_rows(s)(r)) for s in ("xanes", "xes") for f in (min, max)],
+     lambda v: "(XANES {}-{}, XES {}-{}:".format(*v)),
     ("README.md", FEFF, lambda r: ranges(feff_rows("xanes")(r)),
      lambda v: "cross-validation ({:.2f}-{:.2f}x) and on the held-out molecules ({:.2f}-{:.2f}x)".format(*v)),
     ("README.md", FEFF, lambda r: [len(feff_rows("xes", met=True)(r))],
