@@ -26,7 +26,7 @@ from xanesnet.data.dataset import heldout_mask
 from xanesnet.errors import XanesnetError
 from xanesnet.experiments import ROOT, cv_folds, fe_data_dir, git_commit
 from xanesnet.inverse import INVERSE_MODEL_SETTINGS, InverseData, InverseInput, InversePredictor, build_inverse_set, train_inverse
-from xanesnet.io.spectra import read_spectrum
+from xanesnet.io.spectra import Spectrum, read_spectrum
 
 FOLDS = 5
 #: name -> (network settings, input settings)
@@ -78,6 +78,7 @@ def main() -> None:
     data_dir = fe_data_dir(args.data)
     rows = []
     built: dict[str, tuple] = {}
+    spectra: dict[str, Spectrum] = {}  # read once for every setting
     for name in args.settings:
         model, input_settings = SETTINGS[name]
         key = json.dumps(input_settings, sort_keys=True)
@@ -87,7 +88,9 @@ def main() -> None:
             pool = np.flatnonzero(~heldout_mask(data.ids))
             built[key] = (inputs, data, pool, cv_folds([data.ids[i] for i in pool], FOLDS))
         inputs, data, pool, folds = built[key]
-        spectra = {data.ids[i]: read_spectrum(data_dir / "xanes_conv" / f"{data.ids[i]}.txt") for i in pool}
+        for i in pool:
+            if data.ids[i] not in spectra:
+                spectra[data.ids[i]] = read_spectrum(data_dir / "xanes_conv" / f"{data.ids[i]}.txt")
         for seed in args.seeds:
             start = time.perf_counter()
             row = {"setting": name, "model": {**INVERSE_MODEL_SETTINGS, **model}, "input": input_settings,

@@ -34,10 +34,11 @@ from xanesnet.io.structures import FIRST_ROW_TM
 
 def metal_data(metal: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Features (with the one-hot), XES, E_F relative to the metal's median, and folds, outside the held-out split."""
-    data, _ = load_data(metal, "xes", make_config(metal, "xes", descriptor=UNIVERSAL_INNER["xes"]))
+    feff = load_feff(metal, "xes")
+    data, _ = load_data(metal, "xes", make_config(metal, "xes", descriptor=UNIVERSAL_INNER["xes"]), feff=feff)
     keep = ~heldout_mask(data.ids)
     ids = [i for i, k in zip(data.ids, keep) if k]
-    fermi = {s.structure.name: s.spectrum.meta["e_fermi"] for _, s in load_feff(metal, "xes").molecules()}
+    fermi = {s.structure.name: s.spectrum.meta["e_fermi"] for _, s in feff.molecules()}
     e_f = np.array([fermi[i] for i in ids])
     return with_element(data.x[keep], metal), data.y[keep], e_f - np.median(e_f), cv_folds(ids, FOLDS)
 

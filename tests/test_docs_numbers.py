@@ -68,6 +68,20 @@ def feff_rows(spectrum: str, met: bool | None = None) -> Callable[[Any], list[di
     return get
 
 
+def span(field: str, rows: Callable[[Any], list[dict]] = key("rows")) -> Callable[[Any], list[float]]:
+    """The lowest and highest ``field`` over a report's rows."""
+    def get(report: Any) -> list[float]:
+        values = [r[field] for r in rows(report)]
+        return [min(values), max(values)]
+    return get
+
+
+def fermi_gain_extremes(report: Any) -> list[str]:
+    """The metals whose XES CV ratio FEFF's Fermi level (as an input) lowers most and least, relatively."""
+    rows = sorted(report["rows"], key=lambda r: r["structure_and_fermi_ratio"] / r["structure_ratio"])
+    return [rows[0]["metal"], rows[-1]["metal"]]
+
+
 def ranges(rows: list[dict]) -> tuple[float, float, float, float]:
     cv, held = [r["cv_ratio"] for r in rows], [r["ratio"] for r in rows]
     return min(cv), max(cv), min(held), max(held)
@@ -117,11 +131,11 @@ CLAIMS: list[tuple[str, str, Callable[[Any], Any], Callable[[Any], str]]] = [
      lambda v: f"The trust flag marks {v[0]} of the {v[1]}"),
     ("README.md", EXAMPLES, lambda r: [r["summary"][k]["median_ratio"] for k in ("not_trusted", "trusted")],
      lambda v: f"(median ratio {v[0]:.2f} flagged, {v[1]:.2f} trusted)"),
-    ("README.md", FEFF, lambda r: [min(x["n_train"] for x in r["rows"]), max(x["n_train"] for x in r["rows"])],
+    ("README.md", FEFF, span("n_train"),
      lambda v: f"trained on {v[0]}-{v[1]} tmQM complexes per"),
-    ("docs/feff_models.md", FEFF, lambda r: [min(x["n_train"] for x in r["rows"]), max(x["n_train"] for x in r["rows"])],
+    ("docs/feff_models.md", FEFF, span("n_train"),
      lambda v: f"with {v[0]}-{v[1]} training complexes per"),
-    ("README.md", FEFF, lambda r: [f(x["n_train"] for x in feff_rows(s)(r)) for s in ("xanes", "xes") for f in (min, max)],
+    ("README.md", FEFF, lambda r: span("n_train", feff_rows("xanes"))(r) + span("n_train", feff_rows("xes"))(r),
      lambda v: "(XANES {}-{}, XES {}-{}:".format(*v)),
     ("README.md", FEFF, lambda r: ranges(feff_rows("xanes")(r)),
      lambda v: "cross-validation ({:.2f}-{:.2f}x) and on the held-out molecules ({:.2f}-{:.2f}x)".format(*v)),
@@ -148,20 +162,19 @@ CLAIMS: list[tuple[str, str, Callable[[Any], Any], Callable[[Any], str]]] = [
     ("docs/feff_models.md", CAMPAIGN, key("totals"),
      lambda t: f"had finished {t['done']:,} complexes in {t['feff_run_hours']:.1f} hours of FEFF run time, with "
                f"{t['failed']}\nfailures"),
-    ("docs/feff_models.md", FERMI, lambda r: [min(x["e_fermi_std_ev"] for x in r["rows"]), max(x["e_fermi_std_ev"] for x in r["rows"])],
+    ("docs/feff_models.md", FERMI, span("e_fermi_std_ev"),
      lambda v: f"scatters by {v[0]:.1f}-{v[1]:.1f} eV between"),
     ("docs/feff_models.md", FERMI, key("rows"),
      lambda rows: "(" + ", ".join(f"{r['metal']} {r['structure_ratio']:.2f} -> {r['structure_and_fermi_ratio']:.2f}"
                                   for r in rows) + ")."),
-    ("docs/feff_models.md", FERMI, key("rows"),
-     lambda rows: "lower the XES\n  CV ratio most for {} and least for {}".format(
-         *(min(rows, key=lambda r: f(r["structure_and_fermi_ratio"] / r["structure_ratio"]))["metal"] for f in (float, lambda v: -v)))),
+    ("docs/feff_models.md", FERMI, fermi_gain_extremes,
+     lambda v: f"lower the XES\n  CV ratio most for {v[0]} and least for {v[1]}"),
     ("docs/feff_models.md", SKILL_BROADENED, skill_range("xes"),
      lambda v: "their median skill on the held-out molecules was {:.2f}-{:.2f}".format(*v)),
     ("docs/feff_models.md", SKILL_BROADENED,
      lambda r: [(x["metal"], x["as_written"]["median"]) for x in r["rows"] if x["as_written"]["median"] < 0.5],
      lambda v: "(" + ", ".join(f"{m} {x:.2f}" for m, x in v) + " below 0.5)"),
-    ("docs/inverse.md", INVERSE_CV, lambda r: [min(x["cn_exact"] for x in r["rows"]), max(x["cn_exact"] for x in r["rows"])],
+    ("docs/inverse.md", INVERSE_CV, span("cn_exact"),
      lambda v: f"CN exact {v[0]:.2f}-{v[1]:.2f} for every setting and seed"),
     ("docs/model_selection.md", GNN, key("gnn", "test", "mse"), sci),
     ("docs/model_selection.md", GNN, key("mlp", "test", "mse"), sci),
