@@ -84,6 +84,30 @@ def test_export_round_trips_the_raw_feff_output(tmp_path):
         np.testing.assert_array_equal(back.structure.numbers, raw.structure.numbers)
 
 
+def test_export_packs_decimal_numbers_without_losing_a_bit(tmp_path):
+    # a committed shard (float64 as FEFF and tmQM print them) written again: FEFF's fixed decimals are packed ...
+    committed = extra_files(EXTRA_DIR, "Fe")[1]
+    sims = {s: read_feff_extra(committed, s) for s in FEFF_SPECTRA}
+    write_feff_extra(tmp_path / "Fe.npz", sims, {})
+    with np.load(tmp_path / "Fe.npz") as d:
+        assert {"xanes_mu__decimals", "xes_mu__decimals", "xes_omega__decimals"} <= set(d.files)
+        assert d["xes_mu"].dtype == np.uint8
+    assert (tmp_path / "Fe.npz").stat().st_size < 0.75 * committed.stat().st_size
+    # ... and read back bit for bit
+    for s in FEFF_SPECTRA:
+        for a, b in zip(sims[s], read_feff_extra(tmp_path / "Fe.npz", s), strict=True):
+            for x, y in ((a.spectrum.energy, b.spectrum.energy), (a.spectrum.intensity, b.spectrum.intensity),
+                         (a.structure.positions, b.structure.positions)):
+                assert x.dtype == y.dtype == np.float64 and x.tobytes() == y.tobytes()
+            assert a.spectrum.meta["e_fermi"] == b.spectrum.meta["e_fermi"] and a.structure.charge == b.structure.charge
+    # numbers that are not short decimals (and NaN) are stored as they are
+    h5 = simulation_file(tmp_path / "sim.h5", {"AAA": np.pi}, merged=True)
+    export(h5, tmp_path / "out")
+    with np.load(tmp_path / "out" / "Zn.npz") as d:
+        assert "xes_mu__decimals" not in d.files and d["xes_mu"].dtype == np.float64
+        assert "spin__decimals" not in d.files and np.isnan(d["spin"]).all()
+
+
 def test_write_refuses_mismatched_spectra(tmp_path):
     h5 = simulation_file(tmp_path / "sim.h5", {"AAA": 1.0, "BBB": 1.0}, merged=True)
     xanes, xes = read_simulations(h5, "xanes"), read_simulations(h5, "xes")
