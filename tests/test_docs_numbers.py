@@ -131,8 +131,15 @@ CLAIMS: list[tuple[str, str, Callable[[Any], Any], Callable[[Any], str]]] = [
                                        r["summary"]["all"]["n"]],
      lambda v: f"{v[0]} of the {v[1]} scored spectra are better than the mean training spectrum"),
     ("README.md", EXAMPLES, lambda r: [(x["molecule"], x["spectrum"]) for x in r["rows"] if x.get("ratio", 0) > 1],
-     lambda v: "permanganate's XES, far outside tmQM, is the one that is not" if v == [("permanganate", "xes")]
-     else f"worse than the mean spectrum: {v}"),
+     lambda v: "the XES of hexaaquairon and hexacyanoferrate, small ions far from tmQM,\nare not"
+     if v == [("hexaaquairon", "xes"), ("hexacyanoferrate", "xes")] else f"worse than the mean spectrum: {v}"),
+    ("docs/feff_models.md", EXAMPLES,
+     lambda r: {x["molecule"]: x["ratio"] for x in r["rows"] if x["spectrum"] == "xes" and x.get("ratio") is not None},
+     lambda v: f"hexacyanoferrate 0.43 -> {v['hexacyanoferrate']:.2f} of\nthe mean spectrum's MSE, tetracyanonickelate "
+               f"0.52 -> {v['tetracyanonickelate']:.2f}"),
+    ("docs/feff_models.md", SKILL,
+     lambda r: {x["metal"]: x["as_written"]["median"] for x in r["rows"] if x["spectrum"] == "xes"},
+     lambda v: f"(Ti 0.68 -> {v['Ti']:.2f}, Fe 0.65 -> {v['Fe']:.2f})"),
     ("README.md", EXAMPLES, lambda r: [r["summary"]["not_trusted"]["n"], r["summary"]["all"]["n"]],
      lambda v: f"The trust flag marks {v[0]} of the {v[1]}"),
     ("README.md", EXAMPLES, lambda r: [r["summary"][k]["median_ratio"] for k in ("not_trusted", "trusted")],
