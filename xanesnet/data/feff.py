@@ -30,7 +30,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping
 
 import numpy as np
 
@@ -264,15 +264,15 @@ def _pack(key: str, a: np.ndarray) -> dict[str, np.ndarray]:
         if np.abs(scaled).max() >= 2.0 ** 53:
             break
         n = np.round(scaled).astype(np.int64)
-        if np.array_equal(n / 10.0 ** d, flat):
-            planes = np.diff(n, prepend=np.int64(0)).astype("<i8").view(np.uint8).reshape(-1, 8).T
-            packed = {key: np.ascontiguousarray(planes), key + _DECIMALS: np.array([d, *a.shape], dtype=np.int64)}
-            assert np.array_equal(_unpack(packed, key), a)
-            return packed
+        if not np.array_equal(n / 10.0 ** d, flat):
+            continue
+        planes = np.diff(n, prepend=np.int64(0)).astype("<i8").view(np.uint8).reshape(-1, 8).T
+        packed = {key: np.ascontiguousarray(planes), key + _DECIMALS: np.array([d, *a.shape], dtype=np.int64)}
+        return packed if np.array_equal(_unpack(packed, key), a) else {key: a}
     return {key: a}
 
 
-def _unpack(d, key: str) -> np.ndarray:
+def _unpack(d: Mapping[str, np.ndarray], key: str) -> np.ndarray:
     """The array ``key`` of an exported file (``d``: the loaded ``.npz``), as written, packed by :func:`_pack` or not."""
     if key + _DECIMALS not in d:
         return d[key]
@@ -284,7 +284,7 @@ def _unpack(d, key: str) -> np.ndarray:
 class _Unpacked:
     """An exported file's arrays by name, packed ones unpacked."""
 
-    def __init__(self, d) -> None:
+    def __init__(self, d: Mapping[str, np.ndarray]) -> None:
         self._d = d
 
     def __getitem__(self, key: str) -> np.ndarray:
