@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from conftest import shared_data
 
+ROOT = Path(__file__).resolve().parents[1]
+
 from xanesnet.data.feff import EXTRA_DIR, FEFF_SPECTRA, XES_ARTIFACT_FACTOR, campaign_summary, export, extra_files, load_feff, read_extra, read_feff_dir, read_feff_extra, write_feff_extra
 from xanesnet.errors import XanesnetError
 from xanesnet.io.spectra import Spectrum
@@ -127,6 +129,26 @@ def test_committed_runs_read_for_every_metal():
             assert len(sims) >= 60
             assert all(s.structure.symbols[s.absorber] == metal for s in sims)
             assert all(np.all(np.diff(s.spectrum.energy) > 0) for s in sims)
+
+
+def test_docs_give_the_data_as_committed():
+    """The counts in docs/feff_models.md's campaign paragraph and data/feff_extra/README.md are the data's own."""
+    from xanesnet.data.dataset import heldout_mask
+
+    shared = shared_data("feff_3d").parent
+    totals, outside, extra = [], [], []
+    for metal in FIRST_ROW_TM:
+        names = [s.structure.name for _, s in load_feff(metal, "xanes", shared=shared).molecules()]
+        totals.append(len(names))
+        outside.append(int(np.sum(~heldout_mask(names))))
+        extra.append(len(read_extra(EXTRA_DIR, metal, "xanes")))
+    docs = " ".join((ROOT / "docs" / "feff_models.md").read_text().split())
+    assert (f"brings `data/feff_extra` to {min(extra)}-{max(extra)} per metal ({sum(extra):,} in all): "
+            f"{min(totals)}-{max(totals)} complexes per metal with the shared sets, {min(outside)}-{max(outside)} "
+            "outside the held-out split") in docs
+    readme = " ".join((EXTRA_DIR / "README.md").read_text().split())
+    assert ("Molecules per metal at the last export: " + ", ".join(f"{m} {n}" for m, n in zip(FIRST_ROW_TM, extra))
+            + f" ({sum(extra):,} in all") in readme
 
 
 def test_shared_sets_are_merged_by_name_and_missing_ones_refused(tmp_path):
