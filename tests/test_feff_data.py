@@ -195,7 +195,7 @@ def test_xes_artifact_limit_sits_in_the_gap_of_the_real_data(metal):
     assert peaks.max() <= 4.5 * median
     left_out = [why for _, why in data.skipped if why.startswith("FEFF XES artifact")]
     assert all(float(why.split(", ")[1].split("x")[0]) > 12 for why in left_out)
-    assert len(left_out) == {"V": 9, "Cr": 1}.get(metal, 0), "docs/feff_models.md gives these counts: update it"
+    assert len(left_out) == {"V": 10, "Cr": 1}.get(metal, 0), "docs/feff_models.md gives these counts: update it"
     assert not any(why.startswith("FEFF XES artifact") for _, why in load_feff(metal, "xanes", shared=shared).skipped)
 
 
