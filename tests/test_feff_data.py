@@ -138,10 +138,11 @@ def test_docs_give_the_data_as_committed():
     shared = shared_data("feff_3d").parent
     totals, outside, extra = [], [], []
     for metal in FIRST_ROW_TM:
-        names = [s.structure.name for _, s in load_feff(metal, "xanes", shared=shared).molecules()]
+        data = load_feff(metal, "xanes", shared=shared)
+        names = [s.structure.name for _, s in data.molecules()]
         totals.append(len(names))
         outside.append(int(np.sum(~heldout_mask(names))))
-        extra.append(len(read_extra(EXTRA_DIR, metal, "xanes")))
+        extra.append(len(data.by_source["feff_extra"]))
     docs = " ".join((ROOT / "docs" / "feff_models.md").read_text().split())
     assert (f"brings `data/feff_extra` to {min(extra)}-{max(extra)} per metal ({sum(extra):,} in all): "
             f"{min(totals)}-{max(totals)} complexes per metal with the shared sets, {min(outside)}-{max(outside)} "

@@ -253,22 +253,21 @@ def _pack(key: str, a: np.ndarray) -> dict[str, np.ndarray]:
     integers ``n``: it is stored as the differences of consecutive ``n`` split
     into their eight byte planes (which compress to ~60% of the float64's
     size, against ~95% for the float64 itself) and ``key__decimals`` = d.
-    Used only when :func:`_unpack` gives back every value bit for bit, so
-    nothing is lost; otherwise the array is stored as it is.
+    Used only when ``n / 10**d`` (what :func:`_unpack` computes, exactly:
+    the integers are summed back without rounding) gives back every value
+    bit for bit, so nothing is lost; otherwise the array is stored as it is.
     """
-    if a.dtype != np.float64 or a.size == 0 or not np.all(np.isfinite(a)) or np.abs(a).max() >= 2.0 ** 53:
+    if a.dtype != np.float64 or a.size == 0 or not np.all(np.isfinite(a)):
         return {key: a}
     flat = a.ravel()
     for d in range(MAX_DECIMALS + 1):
         scaled = flat * 10.0 ** d
-        if np.abs(scaled).max() >= 2.0 ** 53:
+        if np.abs(scaled).max() >= 2.0 ** 53:  # no longer exact integers in a float64
             break
         n = np.round(scaled).astype(np.int64)
-        if not np.array_equal(n / 10.0 ** d, flat):
-            continue
-        planes = np.diff(n, prepend=np.int64(0)).astype("<i8").view(np.uint8).reshape(-1, 8).T
-        packed = {key: np.ascontiguousarray(planes), key + _DECIMALS: np.array([d, *a.shape], dtype=np.int64)}
-        return packed if np.array_equal(_unpack(packed, key), a) else {key: a}
+        if np.array_equal(n / 10.0 ** d, flat):
+            planes = np.diff(n, prepend=np.int64(0)).astype("<i8").view(np.uint8).reshape(-1, 8).T
+            return {key: np.ascontiguousarray(planes), key + _DECIMALS: np.array([d, *a.shape], dtype=np.int64)}
     return {key: a}
 
 
