@@ -211,13 +211,18 @@ CLAIMS: list[tuple[str, str, Callable[[Any], Any], Callable[[Any], str]]] = [
 ]
 
 
+def _words(text: str) -> str:
+    """Text with line breaks and indents taken as layout, not content."""
+    return " ".join(text.split())
+
+
 @pytest.mark.parametrize(("doc", "source", "value", "fmt"), CLAIMS,
                          ids=[f"{d}:{s}:{k}" for k, (d, s, _, _) in enumerate(CLAIMS)])
 def test_document_quotes_its_report(doc, source, value, fmt):
     if not (ROOT / source).is_file():
         pytest.skip(f"{source} is not in this checkout")
-    text = " ".join((ROOT / doc).read_text().split())  # line breaks and indents are layout, not content
-    quoted = " ".join(fmt(value(json.loads((ROOT / source).read_text()))).split())
+    text = _words((ROOT / doc).read_text())
+    quoted = _words(fmt(value(json.loads((ROOT / source).read_text()))))
     assert quoted in text, f"{doc} does not quote {quoted} from {source}"
 
 
@@ -266,11 +271,13 @@ def test_skill_table_is_the_report_of_the_shipped_models():
 def test_docs_give_the_data_the_shipped_feff_models_saw():
     """Per metal, a model's molecules (its sources, held-out ones included, plus those it skipped) as the docs give them;
     for XANES also those of our own runs (a skipped XANES names its source; a FEFF XES artifact does not)."""
-    docs = " ".join((ROOT / "docs" / "feff_models.md").read_text().split())
+    from xanesnet.io.structures import FIRST_ROW_TM
+
+    docs = _words((ROOT / "docs" / "feff_models.md").read_text())
     for spectrum, phrase in (("xanes", "{}-{} complexes per metal ({:,} in all)"), ("xes", "{}-{} per metal ({:,} in all)")):
         totals, ours = [], []
-        for metal in ("ti", "v", "cr", "mn", "fe", "co", "ni", "cu", "zn"):
-            config = json.loads((ROOT / "models" / f"{metal}-k-{spectrum}-feff" / "config.json").read_text())
+        for metal in FIRST_ROW_TM:
+            config = json.loads((ROOT / "models" / f"{metal.lower()}-k-{spectrum}-feff" / "config.json").read_text())
             totals.append(sum(config["data_sources"].values()) + config["n_skipped"])
             ours.append(config["data_sources"]["feff_extra"] + sum(s.startswith("feff_extra:") for s in config["skipped"]))
         quoted = [phrase.format(min(totals), max(totals), sum(totals))]

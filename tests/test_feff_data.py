@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 from conftest import shared_data
 
-ROOT = Path(__file__).resolve().parents[1]
-
 from xanesnet.data.feff import EXTRA_DIR, FEFF_SPECTRA, XES_ARTIFACT_FACTOR, campaign_summary, export, extra_files, load_feff, read_extra, read_feff_dir, read_feff_extra, write_feff_extra
 from xanesnet.errors import XanesnetError
 from xanesnet.io.spectra import Spectrum
 from xanesnet.io.structures import FIRST_ROW_TM, Structure
 from xanesnet.simulate.feff import XMU_COLUMNS, MoleculeResult
 from xanesnet.simulate.store import SimulatedSpectrum, ensure_store, header_for, read_simulations, write_part
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def fake_table(e_fermi: float, scale: float, n: int = 40) -> np.ndarray:
