@@ -5,7 +5,9 @@ The live simulation file (``scripts/simulate_tmqm.py`` writes
 private snapshot of its finished molecules (both XANES and XES) and merges
 the new ones into the committed set by name (``xanesnet.data.feff.export``), so a
 simulation file on a new machine, holding only the latest runs, adds to the
-data set and never shrinks it. Layout of the files: data/feff_extra/README.md;
+data set and never shrinks it. The new files store each geometry as a digest
+of the tmQM file it came from (``../shared/data/tmqm_3d.tar.gz``, unpacked
+once), which must be here. Layout of the files: data/feff_extra/README.md;
 read them with ``xanesnet.data.feff.read_extra``.
 
 With ``--summary FILE.json`` it also records what the simulation file holds
@@ -30,7 +32,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=EXTRA_DIR)
     ap.add_argument("--summary", type=Path, default=None, help="also write what the campaign produced to this JSON file")
     args = ap.parse_args()
-    counts = export(args.h5, args.out)
+    from xanesnet.experiments import tmqm_dir
+
+    counts = export(args.h5, args.out, geometries=tmqm_dir())
     size = sum(p.stat().st_size for p in args.out.glob("*.npz"))
     added = sum(c["added"] for c in counts.values())
     total = sum(c["total"] for c in counts.values())

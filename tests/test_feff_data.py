@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import shared_data
 
-from xanesnet.data.feff import EXTRA_DIR, FEFF_SPECTRA, XES_ARTIFACT_FACTOR, campaign_summary, export, extra_files, load_feff, read_extra, read_feff_dir, read_feff_extra, write_feff_extra
+from xanesnet.data.feff import EXTRA_DIR, FEFF_SPECTRA, XES_ARTIFACT_FACTOR, campaign_summary, export, extra_files, geometry_digest, load_feff, read_extra, read_feff_dir, read_feff_extra, write_feff_extra
 from xanesnet.errors import XanesnetError
 from xanesnet.io.spectra import Spectrum
 from xanesnet.io.structures import FIRST_ROW_TM, Structure
@@ -110,6 +111,58 @@ def test_export_packs_decimal_numbers_without_losing_a_bit(tmp_path):
         assert "spin__decimals" not in d.files and np.isnan(d["spin"]).all()
 
 
+def tmqm_file(root: Path, structure: Structure, metal: str = "Zn") -> Path:
+    """``structure`` as a tmQM-style ``<root>/<metal>/<name>.xyz`` that reads back bit for bit."""
+    (root / metal).mkdir(parents=True, exist_ok=True)
+    comment = f"CSD_code = {structure.name}" + ("" if structure.charge is None else f" | q = {structure.charge:g}")
+    rows = [f"{sym} {x!r} {y!r} {z!r}" for sym, (x, y, z) in zip(structure.symbols, structure.positions.tolist())]
+    path = root / metal / f"{structure.name}.xyz"
+    path.write_text("\n".join([str(len(structure)), comment, *rows]) + "\n")
+    return path
+
+
+def test_export_by_reference_stores_a_digest_and_reads_the_tmqm_geometry_back(tmp_path):
+    tmqm = tmp_path / "tmqm"
+    for name in ("AAA", "BBB"):
+        tmqm_file(tmqm, zncl4(name))
+    h5 = simulation_file(tmp_path / "sim.h5", {"AAA": 1.0, "BBB": 2.0}, merged=True)
+    assert export(h5, tmp_path / "ref", geometries=tmqm)["Zn"]["added"] == 2
+    export(h5, tmp_path / "inline")
+    with np.load(tmp_path / "ref" / "Zn.npz") as d:
+        assert not {"positions", "numbers", "charge", "spin"} & set(d.files)
+        assert d["geometry_sha256"].shape == (2, 8)
+    for spectrum in FEFF_SPECTRA:
+        inline = read_feff_extra(tmp_path / "inline" / "Zn.npz", spectrum)
+        by_ref = read_feff_extra(tmp_path / "ref" / "Zn.npz", spectrum, geometries=tmqm)
+        for a, b in zip(inline, by_ref, strict=True):
+            assert a.structure.positions.tobytes() == b.structure.positions.tobytes()
+            assert (a.structure.charge, a.structure.spin, a.absorber) == (b.structure.charge, b.structure.spin, b.absorber)
+            np.testing.assert_array_equal(a.structure.numbers, b.structure.numbers)
+            assert a.spectrum.intensity.tobytes() == b.spectrum.intensity.tobytes()
+    # a geometry that is no longer the one FEFF ran on, or is gone, is an error naming the molecule and the file
+    moved = zncl4("BBB", r=2.3)
+    tmqm_file(tmqm, moved)
+    with pytest.raises(XanesnetError, match=r"Zn\.npz.*BBB: the tmQM geometry .*BBB\.xyz is not the one FEFF ran on"):
+        read_feff_extra(tmp_path / "ref" / "Zn.npz", "xes", geometries=tmqm)
+    (tmqm / "Zn" / "BBB.xyz").unlink()
+    with pytest.raises(XanesnetError, match=r"BBB: no tmQM geometry"):
+        read_feff_extra(tmp_path / "ref" / "Zn.npz", "xes", geometries=tmqm)
+    # and a run whose geometry is not the tmQM file's is not stored by reference
+    tmqm_file(tmqm, moved)
+    h5b = simulation_file(tmp_path / "sim2.h5", {"BBB": 2.0}, merged=True)
+    with pytest.raises(XanesnetError, match=r"BBB: its geometry is not .*BBB\.xyz's"):
+        export(h5b, tmp_path / "ref2", geometries=tmqm)
+    assert not (tmp_path / "ref2").exists() or not list((tmp_path / "ref2").iterdir())
+
+
+def test_digest_tells_apart_what_a_geometry_holds():
+    base = zncl4("AAA")
+    digests = {geometry_digest(s) for s in (base, zncl4("AAA", r=2.25 + 1e-12), dataclasses.replace(base, charge=-1.0),
+                                            dataclasses.replace(base, spin=1.0),
+                                            dataclasses.replace(base, numbers=np.array([30, 17, 17, 17, 35])))}
+    assert len(digests) == 5 and geometry_digest(dataclasses.replace(base, name="other")) == geometry_digest(base)
+
+
 def test_write_refuses_mismatched_spectra(tmp_path):
     h5 = simulation_file(tmp_path / "sim.h5", {"AAA": 1.0, "BBB": 1.0}, merged=True)
     xanes, xes = read_simulations(h5, "xanes"), read_simulations(h5, "xes")
@@ -123,6 +176,11 @@ def test_missing_simulation_file_is_a_clear_error(tmp_path):
 
 
 def test_committed_runs_read_for_every_metal():
+    import json
+
+    files = [p for metal in FIRST_ROW_TM for p in extra_files(EXTRA_DIR, metal)]
+    if any(json.loads(str(np.load(p)["meta"])).get("geometry") for p in files):
+        shared_data("tmqm_3d.tar.gz")  # those files read their geometries (checked by digest) from tmQM
     for metal in FIRST_ROW_TM:
         for spectrum in FEFF_SPECTRA:
             sims = read_extra(EXTRA_DIR, metal, spectrum)

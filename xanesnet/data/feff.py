@@ -16,11 +16,17 @@ with the Fermi level in ``spectrum.meta["e_fermi"]``):
 files are never rewritten), and the new ones from the simulation file go into
 a new shard, so a simulation file that holds only the latest runs never loses
 older ones, and each export adds only its own molecules to the history.
+Every geometry the campaign runs is a tmQM file's, bit for bit: from the
+fifteenth export on, :func:`export` stores each one as a digest and
+:func:`read_feff_extra` reads it back from the shared tmQM set
+(:data:`GEOMETRY_SOURCE`), which halves what an export adds.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -50,6 +56,11 @@ SHARED_SETS = ("feff_3d", "feff_3d_more")
 #: An XES whose highest point exceeds this multiple of the median highest point of its metal's molecules is a FEFF
 #: artifact, not a spectrum (see :func:`xes_artifacts`).
 XES_ARTIFACT_FACTOR = 10.0
+#: A file whose ``meta["geometry"]`` is this holds no structures, only ``geometry_sha256`` (the first 8 bytes of
+#: :func:`geometry_digest`, per molecule); they are read from ``<tmQM>/<Metal>/<name>.xyz``
+#: (:func:`xanesnet.experiments.tmqm_dir`).
+GEOMETRY_SOURCE = "tmqm_3d"
+_DIGEST_BYTES = 8
 
 
 def shared_data_dir() -> Path:
@@ -178,8 +189,12 @@ def read_extra(extra_dir: str | os.PathLike, metal: str, spectrum: str) -> list[
     return [sim for path in extra_files(extra_dir, metal) for sim in read_feff_extra(path, spectrum)]
 
 
-def read_feff_extra(path: str | os.PathLike, spectrum: str) -> list[SimulatedSpectrum]:
-    """One exported file (``<Metal>.npz`` or a shard ``<Metal>.<k>.npz``): its molecules with their raw ``spectrum``."""
+def read_feff_extra(path: str | os.PathLike, spectrum: str, *, geometries: str | os.PathLike | None = None) -> list[SimulatedSpectrum]:
+    """One exported file (``<Metal>.npz`` or a shard ``<Metal>.<k>.npz``): its molecules with their raw ``spectrum``.
+
+    A file that stores its geometries by reference (:data:`GEOMETRY_SOURCE`) reads them from ``geometries``
+    (default: the shared tmQM set, unpacked once) and checks each against its digest.
+    """
     _check_spectrum(spectrum)
     path = Path(path)
     try:
@@ -189,16 +204,14 @@ def read_feff_extra(path: str | os.PathLike, spectrum: str) -> list[SimulatedSpe
     with d:
         d = _Unpacked(d)
         meta = json.loads(str(d["meta"]))
-        atoms = np.concatenate([[0], np.cumsum(d["n_atoms"])])
+        names = [str(n) for n in d["ids"]]
+        if meta.get("geometry") == GEOMETRY_SOURCE:
+            structures = _referenced_structures(path, names, meta["metal"], d["geometry_sha256"], geometries)
+        else:
+            structures = _stored_structures(path, names, d)
         points = np.concatenate([[0], np.cumsum(d[f"{spectrum}_len"])])
         out = []
-        for k, name in enumerate(d["ids"]):
-            name = str(name)
-            a, b = atoms[k], atoms[k + 1]
-            charge, spin = float(d["charge"][k]), float(d["spin"][k])
-            structure = Structure(name=name, numbers=d["numbers"][a:b].astype(np.int64), positions=d["positions"][a:b],
-                                  charge=None if np.isnan(charge) else charge, spin=None if np.isnan(spin) else spin,
-                                  source=f"{path}:{name}")
+        for k, (name, structure) in enumerate(zip(names, structures)):
             p, q = points[k], points[k + 1]
             spec = Spectrum(name=name, energy=d[f"{spectrum}_omega"][p:q].copy(), intensity=d[f"{spectrum}_mu"][p:q].copy(),
                             source=f"{path}:{name}/{spectrum}",
@@ -208,12 +221,57 @@ def read_feff_extra(path: str | os.PathLike, spectrum: str) -> list[SimulatedSpe
     return out
 
 
-def write_feff_extra(path: str | os.PathLike, molecules: dict[str, list[SimulatedSpectrum]], meta: dict) -> None:
+def _stored_structures(path: Path, names: list[str], d: "_Unpacked") -> list[Structure]:
+    atoms = np.concatenate([[0], np.cumsum(d["n_atoms"])])
+    numbers, positions, charges, spins = d["numbers"], d["positions"], d["charge"], d["spin"]
+    out = []
+    for k, name in enumerate(names):
+        a, b = atoms[k], atoms[k + 1]
+        charge, spin = float(charges[k]), float(spins[k])
+        out.append(Structure(name=name, numbers=numbers[a:b].astype(np.int64), positions=positions[a:b],
+                             charge=None if np.isnan(charge) else charge, spin=None if np.isnan(spin) else spin,
+                             source=f"{path}:{name}"))
+    return out
+
+
+def _referenced_structures(path: Path, names: list[str], metal: str, digests: np.ndarray,
+                           geometries: str | os.PathLike | None) -> list[Structure]:
+    if geometries is None:
+        from xanesnet.experiments import tmqm_dir
+
+        try:
+            geometries = tmqm_dir()
+        except XanesnetError as exc:
+            raise XanesnetError(f"its geometries are tmQM's, which are not here ({exc})", path=path) from None
+    out = []
+    for name, digest in zip(names, digests):
+        xyz = Path(geometries) / metal / f"{name}.xyz"
+        if not xyz.is_file():
+            raise XanesnetError(f"{name}: no tmQM geometry {xyz}", path=path)
+        structure = read_structure(xyz)
+        if geometry_digest(structure) != bytes(digest):
+            raise XanesnetError(f"{name}: the tmQM geometry {xyz} is not the one FEFF ran on (digest differs)", path=path)
+        out.append(dataclasses.replace(structure, source=f"{path}:{name}"))
+    return out
+
+
+def geometry_digest(structure: Structure) -> bytes:
+    """The first bytes of a SHA-256 over a structure's atomic numbers, positions, charge and spin (as float64)."""
+    h = hashlib.sha256(np.asarray(structure.numbers, dtype="<i8").tobytes())
+    h.update(np.asarray(structure.positions, dtype="<f8").tobytes())
+    h.update(np.array([np.nan if v is None else v for v in (structure.charge, structure.spin)], dtype="<f8").tobytes())
+    return h.digest()[:_DIGEST_BYTES]
+
+
+def write_feff_extra(path: str | os.PathLike, molecules: dict[str, list[SimulatedSpectrum]], meta: dict, *,
+                     geometries: str | os.PathLike | None = None) -> None:
     """Write ``molecules`` (``{spectrum: [...]}``, the same names in the same order) as one compressed ``.npz``.
 
     Each spectrum is kept as FEFF wrote it (``omega``, ``mu``) with its Fermi
-    level, so the raw data can be rebuilt. Written to a temporary file, then
-    renamed.
+    level, so the raw data can be rebuilt. With ``geometries`` (a tmQM
+    directory, ``<Metal>/<name>.xyz``), the molecules (all of one metal) are
+    stored by reference: each structure must be that file's exactly, and
+    only its digest is kept. Written to a temporary file, then renamed.
     """
     path = Path(path)
     mols = molecules[FEFF_SPECTRA[0]]
@@ -223,13 +281,27 @@ def write_feff_extra(path: str | os.PathLike, molecules: dict[str, list[Simulate
     arrays: dict[str, np.ndarray] = {
         "ids": np.array([m.structure.name for m in mols]),
         "absorber": np.array([m.absorber for m in mols], dtype=np.int32),
-        "charge": np.array([np.nan if m.structure.charge is None else m.structure.charge for m in mols]),
-        "spin": np.array([np.nan if m.structure.spin is None else m.structure.spin for m in mols]),
-        "n_atoms": np.array([len(m.structure) for m in mols], dtype=np.int32),
-        "numbers": np.concatenate([m.structure.numbers for m in mols]).astype(np.int16),
-        "positions": np.vstack([m.structure.positions for m in mols]),
-        "meta": np.array(json.dumps(meta)),
     }
+    if geometries is None:
+        arrays.update({
+            "charge": np.array([np.nan if m.structure.charge is None else m.structure.charge for m in mols]),
+            "spin": np.array([np.nan if m.structure.spin is None else m.structure.spin for m in mols]),
+            "n_atoms": np.array([len(m.structure) for m in mols], dtype=np.int32),
+            "numbers": np.concatenate([m.structure.numbers for m in mols]).astype(np.int16),
+            "positions": np.vstack([m.structure.positions for m in mols]),
+        })
+    else:
+        metals = {m.structure.symbols[m.absorber] for m in mols}
+        if len(metals) != 1:
+            raise ValueError(f"a file that refers to tmQM holds one metal's molecules, not {sorted(metals)}")
+        meta = {**meta, "geometry": GEOMETRY_SOURCE, "metal": metals.pop()}
+        for m in mols:
+            xyz = Path(geometries) / meta["metal"] / f"{m.structure.name}.xyz"
+            if not xyz.is_file() or geometry_digest(read_structure(xyz)) != geometry_digest(m.structure):
+                raise XanesnetError(f"{m.structure.name}: its geometry is not {xyz}'s; export it to a file that "
+                                    "stores its geometries", path=path)
+        arrays["geometry_sha256"] = np.array([np.frombuffer(geometry_digest(m.structure), np.uint8) for m in mols])
+    arrays["meta"] = np.array(json.dumps(meta))
     for s in FEFF_SPECTRA:
         specs = [m.spectrum for m in molecules[s]]
         arrays[f"{s}_len"] = np.array([len(sp.energy) for sp in specs], dtype=np.int32)
@@ -357,15 +429,18 @@ def campaign_summary(h5: str | os.PathLike) -> dict:
     return out
 
 
-def export(h5: str | os.PathLike, out: str | os.PathLike = EXTRA_DIR) -> dict[str, dict[str, int]]:
+def export(h5: str | os.PathLike, out: str | os.PathLike = EXTRA_DIR, *,
+           geometries: str | os.PathLike | None = None) -> dict[str, dict[str, int]]:
     """Add the finished molecules of a simulation file to ``out``, keeping every molecule (and file) already there.
 
     A molecule counts as finished when both its XANES and XES succeeded. A
     name already exported keeps its committed spectra; the new names of a
     metal go into a new file, ``<Metal>.npz`` for the first export and
     ``<Metal>.<k>.npz`` (k = 1, 2, ...) for later ones, so no committed file is
-    ever rewritten. Returns ``{metal: {"kept": n, "added": n, "total": n}}``
-    for every metal that has exported molecules.
+    ever rewritten. With ``geometries`` (the tmQM directory the runs came
+    from) the new files store each geometry by reference
+    (:func:`write_feff_extra`). Returns ``{metal: {"kept": n, "added": n,
+    "total": n}}`` for every metal that has exported molecules.
     """
     h5, out = Path(h5), Path(out)
     sims = snapshot(h5)
@@ -393,7 +468,8 @@ def export(h5: str | os.PathLike, out: str | os.PathLike = EXTRA_DIR) -> dict[st
                      "cards_xanes": meta.get("cards_xanes") or first["xanes"].get("cards", ""),
                      "cards_xes": meta.get("cards_xes") or first["xes"].get("cards", ""),
                      "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
-        meta.pop("source", None)  # a path on the exporting machine says nothing in a clone
+        for key in ("source", "geometry", "metal"):  # a path on the exporting machine says nothing in a clone;
+            meta.pop(key, None)  # how the first file stored its geometries is that file's own
         for key in ("feff_version", "cards_xanes", "cards_xes"):
             theirs = first["xanes" if key != "cards_xes" else "xes"].get("cards" if key.startswith("cards") else key, "")
             if theirs and meta[key] and theirs != meta[key]:
@@ -401,7 +477,7 @@ def export(h5: str | os.PathLike, out: str | os.PathLike = EXTRA_DIR) -> dict[st
                                     "export them to another directory", path=h5)
         path = out / (f"{metal}.{int(files[-1].name.split('.')[1]) + 1 if len(files) > 1 else 1}.npz" if files
                       else f"{metal}.npz")
-        write_feff_extra(path, {s: [sims[s][n] for n in added] for s in FEFF_SPECTRA}, meta)
+        write_feff_extra(path, {s: [sims[s][n] for n in added] for s in FEFF_SPECTRA}, meta, geometries=geometries)
         counts[metal] = {"kept": len(have), "added": len(added), "total": len(have) + len(added)}
         logger.info("%s: kept %d, added %d molecules -> %s", metal, len(have), len(added), path)
     return counts
