@@ -19,7 +19,7 @@ older ones, and each export adds only its own molecules to the history.
 Every geometry the campaign runs is a tmQM file's, bit for bit: from the
 fifteenth export on, :func:`export` stores each one as a digest and
 :func:`read_feff_extra` reads it back from the shared tmQM set
-(:data:`GEOMETRY_SOURCE`), which halves what an export adds.
+(:data:`GEOMETRY_SOURCE`): the positions were the largest part of an export.
 """
 
 from __future__ import annotations
