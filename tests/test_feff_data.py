@@ -202,7 +202,7 @@ def test_docs_give_the_data_as_committed():
         outside.append(int(np.sum(~heldout_mask(names))))
         extra.append(len(data.by_source["feff_extra"]))
     docs = " ".join((ROOT / "docs" / "feff_models.md").read_text().split())
-    assert (f"brings `data/feff_extra` to {min(extra)}-{max(extra)} per metal ({sum(extra):,} in all): "
+    assert (f"`data/feff_extra` to {min(extra)}-{max(extra)} per metal ({sum(extra):,} in all): "
             f"{min(totals)}-{max(totals)} complexes per metal with the shared sets, {min(outside)}-{max(outside)} "
             "outside the held-out split") in docs
     readme = " ".join((EXTRA_DIR / "README.md").read_text().split())
