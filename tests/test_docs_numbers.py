@@ -296,6 +296,6 @@ def test_docs_give_the_data_the_shipped_feff_models_saw():
             ours.append(config["data_sources"]["feff_extra"] + sum(s.startswith("feff_extra:") for s in config["skipped"]))
         quoted = [phrase.format(min(totals), max(totals), sum(totals))]
         if spectrum == "xanes":
-            quoted.append("eleventh export ({}-{} complexes per metal, {:,} in all)".format(min(ours), max(ours), sum(ours)))
+            quoted.append("fifteenth export ({}-{} complexes per metal, {:,} in all)".format(min(ours), max(ours), sum(ours)))
         for q in quoted:
             assert q in docs, f"docs/feff_models.md does not give the {spectrum} models' data as {q}"
