@@ -790,7 +790,7 @@ def tmqm_files(ctx: Context) -> list[Path] | None:
     archive = ctx.shared / "tmqm_3d.tar.gz"
     if not archive.is_file():
         return None
-    from xanesnet.experiments import tmqm_dir
+    from xanesnet.data.feff import tmqm_dir
 
     root = tmqm_dir(archive, _cache_dir())
     return sorted(root.glob("*/*.xyz"))

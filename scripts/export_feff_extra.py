@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from xanesnet.data.feff import EXTRA_DIR, campaign_summary, export, live_simulation_file
+from xanesnet.data.feff import EXTRA_DIR, campaign_summary, export, live_simulation_file, tmqm_dir
 
 
 def main() -> None:
@@ -32,8 +32,6 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=EXTRA_DIR)
     ap.add_argument("--summary", type=Path, default=None, help="also write what the campaign produced to this JSON file")
     args = ap.parse_args()
-    from xanesnet.experiments import tmqm_dir
-
     counts = export(args.h5, args.out, geometries=tmqm_dir())
     size = sum(p.stat().st_size for p in args.out.glob("*.npz"))
     added = sum(c["added"] for c in counts.values())

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from xanesnet.experiments import TMQM_ARCHIVE, cache_dir, shared_root, tmqm_dir
+from xanesnet.data.feff import TMQM_ARCHIVE, tmqm_dir
+from xanesnet.experiments import cache_dir, shared_root
 from xanesnet.io.structures import FIRST_ROW_TM
 from xanesnet.simulate import simulate
 

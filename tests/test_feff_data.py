@@ -274,7 +274,7 @@ def test_tmqm_archive_is_unpacked_once_and_atomically(tmp_path):
     import io
     import tarfile
 
-    from xanesnet.experiments import tmqm_dir
+    from xanesnet.data.feff import tmqm_dir
 
     archive = tmp_path / "tmqm_3d.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:

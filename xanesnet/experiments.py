@@ -32,7 +32,6 @@ logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
 FE_ARCHIVE = "fe_k_fdmnes_train.tar.gz"
-TMQM_ARCHIVE = "tmqm_3d.tar.gz"
 #: Seed of the fixed validation split of the Fe data (model selection); the held-out test split needs none.
 VALIDATION_SEED = 12345
 
@@ -101,27 +100,6 @@ def fe_subset(names: Sequence[str], config: Any, work: str | os.PathLike, *, cac
         for name in names:
             (work / sub / f"{name}{suffix}").symlink_to(full / src / f"{name}{suffix}")
     return build_training_set(work / "xyz", work / "xanes", config, cache=cache)
-
-
-def tmqm_dir(archive: str | os.PathLike | None = None, scratch: str | os.PathLike | None = None) -> Path:
-    """The 29,296 tmQM Ti-Zn geometries (``index.tsv``, ``<Metal>/*.xyz``) unpacked from ``archive`` (default the
-    shared one) into ``scratch/tmqm_3d`` (default the cache) once; atomic through a temporary directory."""
-    archive = Path(archive) if archive is not None else shared_data(TMQM_ARCHIVE)
-    scratch = Path(scratch) if scratch is not None else cache_dir()
-    target = scratch / "tmqm_3d"
-    if (target / "index.tsv").is_file():
-        return target
-    if not archive.is_file():
-        raise XanesnetError("no such archive", path=archive)
-    tmp = scratch / ".tmqm_3d.extracting"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    logger.info("extracting %s into %s", archive, target)
-    with tarfile.open(archive) as tar:
-        tar.extractall(tmp, filter="data")
-    os.replace(tmp / "tmqm_3d", target)
-    shutil.rmtree(tmp, ignore_errors=True)
-    return target
 
 
 def fe_data_dir(archive: str | os.PathLike | None = None) -> Path:

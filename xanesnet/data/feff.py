@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import shutil
+import tarfile
 import tempfile
 import time
 from collections import defaultdict
@@ -53,12 +54,14 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 EXTRA_DIR = REPO_ROOT / "data" / "feff_extra"
 #: The shared FEFF10 sets, in the order they are merged (a name already read is not read again).
 SHARED_SETS = ("feff_3d", "feff_3d_more")
+#: The tmQM geometries the campaign runs FEFF on, in the shared data.
+TMQM_ARCHIVE = "tmqm_3d.tar.gz"
 #: An XES whose highest point exceeds this multiple of the median highest point of its metal's molecules is a FEFF
 #: artifact, not a spectrum (see :func:`xes_artifacts`).
 XES_ARTIFACT_FACTOR = 10.0
 #: A file whose ``meta["geometry"]`` is this holds no structures, only ``geometry_sha256`` (the first 8 bytes of
 #: :func:`geometry_digest`, per molecule); they are read from ``<tmQM>/<Metal>/<name>.xyz``
-#: (:func:`xanesnet.experiments.tmqm_dir`).
+#: (:func:`tmqm_dir`).
 GEOMETRY_SOURCE = "tmqm_3d"
 _DIGEST_BYTES = 8
 
@@ -66,6 +69,29 @@ _DIGEST_BYTES = 8
 def shared_data_dir() -> Path:
     """The shared reference data: ``$XANESNET_SHARED_DATA``, else ``../shared/data`` beside the repository."""
     return Path(os.environ.get("XANESNET_SHARED_DATA") or REPO_ROOT.parent / "shared" / "data")
+
+
+def tmqm_dir(archive: str | os.PathLike | None = None, scratch: str | os.PathLike | None = None) -> Path:
+    """The 29,296 tmQM Ti-Zn geometries (``index.tsv``, ``<Metal>/*.xyz``) unpacked from ``archive`` (default the
+    shared one) into ``scratch/tmqm_3d`` (default the cache) once; atomic through a temporary directory."""
+    from xanesnet.data.dataset import cache_root
+
+    archive = Path(archive) if archive is not None else shared_data_dir() / TMQM_ARCHIVE
+    scratch = Path(scratch) if scratch is not None else cache_root()
+    target = scratch / "tmqm_3d"
+    if (target / "index.tsv").is_file():
+        return target
+    if not archive.is_file():
+        raise XanesnetError("no such archive", path=archive)
+    tmp = scratch / ".tmqm_3d.extracting"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    logger.info("extracting %s into %s", archive, target)
+    with tarfile.open(archive) as tar:
+        tar.extractall(tmp, filter="data")
+    os.replace(tmp / "tmqm_3d", target)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return target
 
 
 def live_simulation_file() -> Path:
@@ -237,8 +263,6 @@ def _stored_structures(path: Path, names: list[str], d: "_Unpacked") -> list[Str
 def _referenced_structures(path: Path, names: list[str], metal: str, digests: np.ndarray,
                            geometries: str | os.PathLike | None) -> list[Structure]:
     if geometries is None:
-        from xanesnet.experiments import tmqm_dir
-
         try:
             geometries = tmqm_dir()
         except XanesnetError as exc:
