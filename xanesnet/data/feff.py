@@ -63,6 +63,7 @@ XES_ARTIFACT_FACTOR = 10.0
 #: :func:`geometry_digest`, per molecule); they are read from ``<tmQM>/<Metal>/<name>.xyz``
 #: (:func:`tmqm_dir`).
 GEOMETRY_SOURCE = "tmqm_3d"
+_GEOMETRY_KEYS = ("geometry", "metal")
 _DIGEST_BYTES = 8
 
 
@@ -306,6 +307,7 @@ def write_feff_extra(path: str | os.PathLike, molecules: dict[str, list[Simulate
         "ids": np.array([m.structure.name for m in mols]),
         "absorber": np.array([m.absorber for m in mols], dtype=np.int32),
     }
+    meta = {k: v for k, v in meta.items() if k not in _GEOMETRY_KEYS}  # how this file stores geometries is its own
     if geometries is None:
         arrays.update({
             "charge": np.array([np.nan if m.structure.charge is None else m.structure.charge for m in mols]),
@@ -318,13 +320,14 @@ def write_feff_extra(path: str | os.PathLike, molecules: dict[str, list[Simulate
         metals = {m.structure.symbols[m.absorber] for m in mols}
         if len(metals) != 1:
             raise ValueError(f"a file that refers to tmQM holds one metal's molecules, not {sorted(metals)}")
-        meta = {**meta, "geometry": GEOMETRY_SOURCE, "metal": metals.pop()}
-        for m in mols:
+        meta.update(geometry=GEOMETRY_SOURCE, metal=metals.pop())
+        digests = [geometry_digest(m.structure) for m in mols]
+        for m, digest in zip(mols, digests):
             xyz = Path(geometries) / meta["metal"] / f"{m.structure.name}.xyz"
-            if not xyz.is_file() or geometry_digest(read_structure(xyz)) != geometry_digest(m.structure):
+            if not xyz.is_file() or geometry_digest(read_structure(xyz)) != digest:
                 raise XanesnetError(f"{m.structure.name}: its geometry is not {xyz}'s; export it to a file that "
                                     "stores its geometries", path=path)
-        arrays["geometry_sha256"] = np.array([np.frombuffer(geometry_digest(m.structure), np.uint8) for m in mols])
+        arrays["geometry_sha256"] = np.array([np.frombuffer(d, np.uint8) for d in digests])
     arrays["meta"] = np.array(json.dumps(meta))
     for s in FEFF_SPECTRA:
         specs = [m.spectrum for m in molecules[s]]
@@ -492,8 +495,7 @@ def export(h5: str | os.PathLike, out: str | os.PathLike = EXTRA_DIR, *,
                      "cards_xanes": meta.get("cards_xanes") or first["xanes"].get("cards", ""),
                      "cards_xes": meta.get("cards_xes") or first["xes"].get("cards", ""),
                      "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
-        for key in ("source", "geometry", "metal"):  # a path on the exporting machine says nothing in a clone;
-            meta.pop(key, None)  # how the first file stored its geometries is that file's own
+        meta.pop("source", None)  # a path on the exporting machine says nothing in a clone
         for key in ("feff_version", "cards_xanes", "cards_xes"):
             theirs = first["xanes" if key != "cards_xes" else "xes"].get("cards" if key.startswith("cards") else key, "")
             if theirs and meta[key] and theirs != meta[key]:
